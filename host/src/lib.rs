@@ -1,0 +1,6 @@
+//! Airlock: an External Secrets Operator compatible operator whose secret backends run as
+//! sandboxed WebAssembly components.
+
+pub mod backend;
+pub mod cli;
+pub mod runtime;

@@ -1,0 +1,828 @@
+//! The sandboxed provider runtime: loads provider components, runs every call in a fresh
+//! instance under the provider's grants and limits, and implements [`Backend`].
+
+pub mod bindings;
+mod cache;
+pub mod credentials;
+pub mod egress;
+mod engine;
+mod grant;
+mod sandbox;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::ResourceAny;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+pub use self::cache::StoreCache;
+pub use self::credentials::{
+    CredentialError, CredentialSource, Credentials, StaticCredentials, Token,
+};
+pub use self::egress::{HostPattern, Resolver, SystemResolver, TlsSettings};
+pub use self::engine::{EPOCH_TICK, EngineConfig, Origin, digest};
+pub use self::grant::{Grants, Limits};
+
+use self::bindings::{ProviderPre, wit};
+use self::credentials::CredentialPolicy;
+use self::egress::{AddressPolicy, EgressClient, EgressHooks};
+use self::engine::Host;
+use self::sandbox::{Limiter, Sandbox};
+use crate::backend::{
+    Backend, BackendError, Capabilities, FindCriteria, GetResult, MetadataPolicy, ProviderError,
+    PushRef, PushRequest, RemoteRef, SecretMap, SecretValue, StoreContext, StoreInfo, StoreKind,
+    Validation,
+};
+
+/// Why the runtime could not load a provider or complete a call.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be set up.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    /// A grant in a Provider is malformed.
+    #[error("invalid grant: {0}")]
+    InvalidGrant(String),
+    /// TLS settings of a store are unusable.
+    #[error("TLS settings: {0}")]
+    Tls(String),
+    /// The precompiled-component cache could not be used.
+    #[error("component cache {path}: {source}")]
+    Cache {
+        /// The cache directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component.
+    #[error("provider module does not compile: {0}")]
+    Compile(String),
+    /// The component imports something Airlock does not grant, or lacks the export.
+    #[error("provider module cannot be linked: {0}")]
+    Link(String),
+    /// No provider is installed under this name.
+    #[error("no Provider named {0:?} is installed (spec.provider.<key> must name a Provider)")]
+    ProviderNotFound(String),
+    /// The store's provider config fails the provider's JSON Schema.
+    #[error("spec.provider.{provider} does not match the provider's schema: {message}")]
+    ConfigSchema {
+        /// The provider.
+        provider: String,
+        /// Each violation as `path: message`.
+        message: String,
+    },
+    /// The guest used more CPU time than its budget.
+    #[error("provider {provider} exceeded its CPU budget of {budget:?} and was stopped")]
+    CpuDeadline {
+        /// The provider.
+        provider: String,
+        /// Its budget.
+        budget: Duration,
+    },
+    /// The call took longer than its wall-clock timeout.
+    #[error("provider {provider} did not finish within {timeout:?}")]
+    Timeout {
+        /// The provider.
+        provider: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The guest tried to grow memory past its limit.
+    #[error("provider {provider} exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// The provider.
+        provider: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The guest trapped (panicked, hit `unreachable`, …).
+    #[error("provider {provider} crashed: {message}")]
+    Trap {
+        /// The provider.
+        provider: String,
+        /// The trap, with host-side egress refusals appended.
+        message: String,
+    },
+}
+
+impl RuntimeError {
+    /// A stable, PascalCase reason for conditions and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RuntimeError::Engine(_) => "RuntimeError",
+            RuntimeError::InvalidGrant(_) => "InvalidGrant",
+            RuntimeError::Tls(_) => "InvalidTLSConfig",
+            RuntimeError::Cache { .. } => "ComponentCacheError",
+            RuntimeError::Compile(_) => "InvalidProviderModule",
+            RuntimeError::Link(_) => "ProviderImportsNotGranted",
+            RuntimeError::ProviderNotFound(_) => "ProviderNotFound",
+            RuntimeError::ConfigSchema { .. } => "InvalidProviderConfig",
+            RuntimeError::CpuDeadline { .. } => "ProviderCPUDeadlineExceeded",
+            RuntimeError::Timeout { .. } => "ProviderTimeout",
+            RuntimeError::MemoryLimit { .. } => "ProviderMemoryLimitExceeded",
+            RuntimeError::Trap { .. } => "ProviderCrashed",
+        }
+    }
+}
+
+/// What a loaded provider says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// Short name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// One sentence.
+    pub description: String,
+    /// What it supports.
+    pub capabilities: Capabilities,
+    /// JSON Schema of its configuration.
+    pub config_schema: serde_json::Value,
+}
+
+/// A provider installed in the runtime under a name.
+pub struct LoadedProvider {
+    /// The name stores use under `spec.provider`.
+    pub name: String,
+    /// `sha256:` digest of the component.
+    pub digest: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// What it says about itself.
+    pub info: ProviderInfo,
+    /// Where the compiled code came from.
+    pub origin: Origin,
+    /// Its grants.
+    pub grants: Grants,
+    name_arc: Arc<str>,
+    patterns: Arc<[HostPattern]>,
+    address_policy: AddressPolicy,
+    validator: jsonschema::Validator,
+    pre: ProviderPre<Sandbox>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for LoadedProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedProvider")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Identity of one store for its cache and connection pool: a changed configuration
+/// gets new ones.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StoreKey {
+    provider: String,
+    digest: String,
+    store: StoreInfo,
+    config_hash: u64,
+}
+
+/// The runtime. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: Host,
+    providers: RwLock<HashMap<String, Arc<LoadedProvider>>>,
+    caches: Mutex<HashMap<StoreKey, Arc<StoreCache>>>,
+    clients: Mutex<HashMap<(StoreKey, String), EgressClient>>,
+    credentials: Credentials,
+    resolver: Arc<dyn Resolver>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .providers
+            .read()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("Runtime")
+            .field("providers", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_json(value: &serde_json::Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut h);
+    h.finish()
+}
+
+impl Runtime {
+    /// A runtime with the OS resolver.
+    pub fn new(config: &EngineConfig, credentials: Credentials) -> Result<Self, RuntimeError> {
+        Self::with_resolver(config, credentials, Arc::new(SystemResolver))
+    }
+
+    /// A runtime resolving host names with `resolver` (tests map names to addresses).
+    pub fn with_resolver(
+        config: &EngineConfig,
+        credentials: Credentials,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Self, RuntimeError> {
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                host: Host::new(config)?,
+                providers: RwLock::default(),
+                caches: Mutex::default(),
+                clients: Mutex::default(),
+                credentials,
+                resolver,
+            }),
+        })
+    }
+
+    /// Loads `wasm` and installs it as provider `name` with `grants`, replacing any
+    /// provider of that name: calls already running finish on the old component, new
+    /// calls use the new one. Fails, leaving the old one in place, when the module does
+    /// not compile, imports what is not granted or does not describe itself.
+    pub async fn install(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        grants: Grants,
+    ) -> Result<Arc<LoadedProvider>, RuntimeError> {
+        let (component, digest, origin) = self.inner.host.component(wasm)?;
+        let pre = self
+            .inner
+            .host
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::Link(link_message(&e)))?;
+        let pre = ProviderPre::new(pre).map_err(|e| {
+            RuntimeError::Link(format!(
+                "it does not export airlock:provider/secrets@0.1.0 (world airlock:provider/provider): {e:#}"
+            ))
+        })?;
+        let patterns: Arc<[HostPattern]> = grants.allowed_outbound_hosts.clone().into();
+        let address_policy = AddressPolicy::new(&grants.allowed_cidrs, &patterns);
+        let name_arc: Arc<str> = name.into();
+        let info = self.describe(&pre, &name_arc, &grants).await?;
+        let validator = jsonschema::validator_for(&info.config_schema).map_err(|e| {
+            RuntimeError::Link(format!("its config-schema is not a valid JSON Schema: {e}"))
+        })?;
+        let provider = Arc::new(LoadedProvider {
+            name: name.to_string(),
+            size: wasm.len(),
+            digest,
+            info,
+            origin,
+            permits: Arc::new(Semaphore::new(
+                grants.limits.max_concurrent_instances.max(1) as usize,
+            )),
+            grants,
+            name_arc,
+            patterns,
+            address_policy,
+            validator,
+            pre,
+        });
+        if let Ok(mut providers) = self.inner.providers.write() {
+            providers.insert(name.to_string(), provider.clone());
+        }
+        Ok(provider)
+    }
+
+    /// Removes provider `name`.
+    pub fn uninstall(&self, name: &str) -> bool {
+        self.inner
+            .providers
+            .write()
+            .map(|mut p| p.remove(name).is_some())
+            .unwrap_or(false)
+    }
+
+    /// The provider installed as `name`.
+    pub fn provider(&self, name: &str) -> Option<Arc<LoadedProvider>> {
+        self.inner.providers.read().ok()?.get(name).cloned()
+    }
+
+    /// Metadata, capabilities and schema, read from a fresh instance.
+    async fn describe(
+        &self,
+        pre: &ProviderPre<Sandbox>,
+        name: &Arc<str>,
+        grants: &Grants,
+    ) -> Result<ProviderInfo, RuntimeError> {
+        let store_info = StoreInfo {
+            kind: StoreKind::ClusterSecretStore,
+            name: String::new(),
+            namespace: String::new(),
+        };
+        let mut store = self.new_store(
+            name.clone(),
+            grants,
+            &[].into(),
+            None,
+            store_info,
+            Arc::default(),
+            CredentialPolicy::from_config(&serde_json::Value::Null, &empty_store(), false),
+        );
+        let run = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            let guest = bindings.airlock_provider_secrets();
+            let metadata = guest.call_metadata(&mut store).await?;
+            let capabilities = guest.call_capabilities(&mut store).await?;
+            let schema = guest.call_config_schema(&mut store).await?;
+            wasmtime::Result::Ok((metadata, capabilities, schema))
+        };
+        let (metadata, capabilities, schema) =
+            match tokio::time::timeout(grants.limits.call_timeout, run).await {
+                Err(_) => {
+                    return Err(RuntimeError::Timeout {
+                        provider: name.to_string(),
+                        timeout: grants.limits.call_timeout,
+                    });
+                }
+                Ok(r) => r.map_err(|e| trap_error(&e, store.data(), grants))?,
+            };
+        let config_schema: serde_json::Value = serde_json::from_str(&schema)
+            .map_err(|e| RuntimeError::Link(format!("its config-schema is not JSON: {e}")))?;
+        Ok(ProviderInfo {
+            name: metadata.name,
+            version: metadata.version,
+            description: metadata.description,
+            capabilities: capabilities_from_wit(capabilities),
+            config_schema,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_store(
+        &self,
+        provider: Arc<str>,
+        grants: &Grants,
+        patterns: &Arc<[HostPattern]>,
+        client: Option<EgressClient>,
+        store_info: StoreInfo,
+        cache: Arc<StoreCache>,
+        policy: CredentialPolicy,
+    ) -> Store<Sandbox> {
+        let limits = &grants.limits;
+        let egress = EgressHooks::new(
+            provider.clone(),
+            patterns.clone(),
+            client,
+            limits.max_request_bytes,
+            limits.max_response_bytes,
+            limits.call_timeout,
+        );
+        // No environment, no arguments, no stdin, stdout and stderr discarded.
+        let wasi = WasiCtxBuilder::new().build();
+        let sandbox = Sandbox {
+            wasi,
+            table: Default::default(),
+            http: WasiHttpCtx::new(),
+            egress,
+            limiter: Limiter {
+                memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                memory_exhausted: false,
+            },
+            provider,
+            store: store_info,
+            cache,
+            credentials: self.inner.credentials.clone(),
+            policy,
+            log_lines: 0,
+            ticks: 0,
+            cpu_exhausted: false,
+        };
+        let mut store = Store::new(&self.inner.host.engine, sandbox);
+        store.limiter(|s| &mut s.limiter);
+        let budget = (limits.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(1);
+        // Each time the deadline passes while the guest runs, count a tick and yield to
+        // the executor, so a busy guest shares the thread; stop it when the budget is spent.
+        store.epoch_deadline_callback(move |mut ctx| {
+            let data = ctx.data_mut();
+            data.ticks += 1;
+            if data.ticks > budget {
+                data.cpu_exhausted = true;
+                return Err(wasmtime::Error::msg("cpu budget exhausted"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    fn store_cache(&self, key: &StoreKey) -> Arc<StoreCache> {
+        let mut caches = self.inner.caches.lock().unwrap_or_else(|p| p.into_inner());
+        caches.entry(key.clone()).or_default().clone()
+    }
+
+    fn egress_client(
+        &self,
+        key: &StoreKey,
+        provider: &LoadedProvider,
+        store: &StoreContext,
+    ) -> Result<Option<EgressClient>, RuntimeError> {
+        if provider.patterns.is_empty() {
+            return Ok(None);
+        }
+        let tls_key = format!("{:?}", store.tls_fingerprint());
+        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&(key.clone(), tls_key.clone())) {
+            return Ok(Some(c.clone()));
+        }
+        let client = EgressClient::new(
+            provider.address_policy.clone(),
+            &store.tls,
+            self.inner.resolver.clone(),
+            provider.grants.limits.connect_timeout,
+        )?;
+        clients.insert((key.clone(), tls_key), client.clone());
+        Ok(Some(client))
+    }
+
+    /// Runs `op` against a freshly opened client of `store`'s provider, under its limits.
+    async fn call<T>(
+        &self,
+        store: &StoreContext,
+        op: impl AsyncFnOnce(
+            &mut Store<Sandbox>,
+            &bindings::Provider,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, BackendError> {
+        let provider = self
+            .provider(&store.provider)
+            .ok_or_else(|| RuntimeError::ProviderNotFound(store.provider.clone()))?;
+        if let Err(message) = validate_config(&provider, &store.config) {
+            return Err(RuntimeError::ConfigSchema {
+                provider: store.provider.clone(),
+                message,
+            }
+            .into());
+        }
+        let key = StoreKey {
+            provider: provider.name.clone(),
+            digest: provider.digest.clone(),
+            store: store.info.clone(),
+            config_hash: hash_json(&store.config),
+        };
+        let client = self.egress_client(&key, &provider, store)?;
+        let cache = self.store_cache(&key);
+        let policy = CredentialPolicy::from_config(
+            &store.config,
+            &store.info,
+            provider.grants.allow_operator_token,
+        );
+        let _permit = provider
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::Engine("provider is shutting down".into()))?;
+        let mut wstore = self.new_store(
+            provider.name_arc.clone(),
+            &provider.grants,
+            &provider.patterns,
+            client,
+            store.info.clone(),
+            cache,
+            policy,
+        );
+        let config_text = store.config.to_string();
+        let info = store_info_to_wit(&store.info);
+        let timeout = provider.grants.limits.call_timeout;
+        let run = async {
+            let bindings = provider.pre.instantiate_async(&mut wstore).await?;
+            let opened = bindings
+                .airlock_provider_secrets()
+                .client()
+                .call_open(&mut wstore, &config_text, &info)
+                .await?;
+            match opened {
+                Ok(handle) => op(&mut wstore, &bindings, handle).await,
+                Err(e) => Ok(Err(e)),
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, run).await;
+        let data = wstore.data();
+        match outcome {
+            Err(_) => Err(RuntimeError::Timeout {
+                provider: provider.name.clone(),
+                timeout,
+            }
+            .into()),
+            Ok(Err(trap)) => Err(trap_error(&trap, data, &provider.grants).into()),
+            Ok(Ok(Err(e))) => Err(provider_error(e, &data.egress.refusals()).into()),
+            Ok(Ok(Ok(value))) => Ok(value),
+        }
+    }
+}
+
+fn empty_store() -> StoreInfo {
+    StoreInfo {
+        kind: StoreKind::ClusterSecretStore,
+        name: String::new(),
+        namespace: String::new(),
+    }
+}
+
+impl StoreContext {
+    fn tls_fingerprint(&self) -> u64 {
+        use secrecy::ExposeSecret;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.tls.ca_bundle_pem.hash(&mut h);
+        self.tls.client_cert_pem.hash(&mut h);
+        self.tls
+            .client_key_pem
+            .as_ref()
+            .map(|k| k.expose_secret().to_vec())
+            .hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Validates a store's provider config against the provider's schema.
+fn validate_config(provider: &LoadedProvider, config: &serde_json::Value) -> Result<(), String> {
+    let errors: Vec<String> = provider
+        .validator
+        .iter_errors(config)
+        .take(5)
+        .map(|e| {
+            let path = e.instance_path.to_string();
+            let path = if path.is_empty() {
+                "(root)".to_string()
+            } else {
+                path
+            };
+            format!("{path}: {e}")
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Explains a link failure in terms of the sandbox.
+fn link_message(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    for forbidden in ["wasi:filesystem", "wasi:sockets"] {
+        if text.contains(forbidden) {
+            return format!(
+                "it imports {forbidden}, which Airlock never grants to providers (allowed: wasi:http, wasi:io, wasi:clocks, wasi:random, wasi:cli stdio/terminal/environment/exit, airlock:provider); {text}"
+            );
+        }
+    }
+    text
+}
+
+/// Classifies a trap using what the sandbox observed.
+fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeError {
+    let provider = data.provider.to_string();
+    if data.cpu_exhausted {
+        return RuntimeError::CpuDeadline {
+            provider,
+            budget: grants.limits.cpu_time,
+        };
+    }
+    if data.limiter.memory_exhausted {
+        return RuntimeError::MemoryLimit {
+            provider,
+            limit: grants.limits.memory_bytes,
+        };
+    }
+    let mut message = format!("{e:#}");
+    message = message.lines().take(12).collect::<Vec<_>>().join("\n");
+    let refusals = data.egress.refusals();
+    if !refusals.is_empty() {
+        message.push_str("; host: ");
+        message.push_str(&refusals.join("; "));
+    }
+    RuntimeError::Trap { provider, message }
+}
+
+/// Converts the guest's error, adding what the host refused during the call.
+fn provider_error(e: wit::Error, refusals: &[String]) -> ProviderError {
+    let with_host = |m: String| {
+        if refusals.is_empty() {
+            m
+        } else {
+            format!("{m} (host: {})", refusals.join("; "))
+        }
+    };
+    match e {
+        wit::Error::InvalidConfig(m) => ProviderError::InvalidConfig(with_host(m)),
+        wit::Error::AccessDenied(m) => ProviderError::AccessDenied(with_host(m)),
+        wit::Error::RateLimited(r) => ProviderError::RateLimited {
+            retry_after: r.retry_after_ms.map(Duration::from_millis),
+            message: with_host(r.message),
+        },
+        wit::Error::Unavailable(m) => ProviderError::Unavailable(with_host(m)),
+        wit::Error::Unsupported(m) => ProviderError::Unsupported(with_host(m)),
+        wit::Error::Other(m) => ProviderError::Other(with_host(m)),
+    }
+}
+
+fn capabilities_from_wit(c: wit::StoreCapabilities) -> Capabilities {
+    match c {
+        wit::StoreCapabilities::ReadOnly => Capabilities::ReadOnly,
+        wit::StoreCapabilities::WriteOnly => Capabilities::WriteOnly,
+        wit::StoreCapabilities::ReadWrite => Capabilities::ReadWrite,
+    }
+}
+
+fn store_info_to_wit(info: &StoreInfo) -> wit::StoreInfo {
+    wit::StoreInfo {
+        kind: match info.kind {
+            StoreKind::SecretStore => wit::StoreKind::SecretStore,
+            StoreKind::ClusterSecretStore => wit::StoreKind::ClusterSecretStore,
+        },
+        name: info.name.clone(),
+        namespace: info.namespace.clone(),
+    }
+}
+
+fn remote_ref_to_wit(r: &RemoteRef) -> wit::RemoteRef {
+    wit::RemoteRef {
+        key: r.key.clone(),
+        property: r.property.clone(),
+        version: r.version.clone(),
+        metadata_policy: match r.metadata_policy {
+            MetadataPolicy::None => wit::MetadataPolicy::None,
+            MetadataPolicy::Fetch => wit::MetadataPolicy::Fetch,
+        },
+    }
+}
+
+fn push_ref_to_wit(r: &PushRef) -> wit::PushRef {
+    wit::PushRef {
+        remote_key: r.remote_key.clone(),
+        property: r.property.clone(),
+    }
+}
+
+fn entries_from_wit(entries: Vec<wit::SecretEntry>) -> SecretMap {
+    entries
+        .into_iter()
+        .map(|e| (e.key, SecretValue::new(e.value)))
+        .collect()
+}
+
+impl Backend for Runtime {
+    fn capabilities(&self, store: &StoreContext) -> Result<Capabilities, BackendError> {
+        self.provider(&store.provider)
+            .map(|p| p.info.capabilities)
+            .ok_or_else(|| RuntimeError::ProviderNotFound(store.provider.clone()).into())
+    }
+
+    async fn validate(&self, store: &StoreContext) -> Result<Validation, BackendError> {
+        self.call(store, async |s, b, c| {
+            let r = b
+                .airlock_provider_secrets()
+                .client()
+                .call_validate(s, c)
+                .await?;
+            Ok(r.map(|v| match v {
+                wit::Validation::Ready => Validation::Ready,
+                wit::Validation::Unknown => Validation::Unknown,
+            }))
+        })
+        .await
+    }
+
+    async fn get_secrets(
+        &self,
+        store: &StoreContext,
+        refs: &[RemoteRef],
+    ) -> Result<Vec<GetResult>, BackendError> {
+        let wit_refs: Vec<wit::RemoteRef> = refs.iter().map(remote_ref_to_wit).collect();
+        let results = self
+            .call(store, async |s, b, c| {
+                let r = b
+                    .airlock_provider_secrets()
+                    .client()
+                    .call_get_secrets(s, c, &wit_refs)
+                    .await?;
+                Ok(Ok(r))
+            })
+            .await?;
+        if results.len() != refs.len() {
+            return Err(RuntimeError::Trap {
+                provider: store.provider.clone(),
+                message: format!(
+                    "get-secrets answered {} results for {} refs",
+                    results.len(),
+                    refs.len()
+                ),
+            }
+            .into());
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.map(|v| v.map(SecretValue::new))
+                    .map_err(|e| provider_error(e, &[]))
+            })
+            .collect())
+    }
+
+    async fn get_secret_map(
+        &self,
+        store: &StoreContext,
+        reference: &RemoteRef,
+    ) -> Result<Option<SecretMap>, BackendError> {
+        let r = remote_ref_to_wit(reference);
+        self.call(store, async |s, b, c| {
+            let out = b
+                .airlock_provider_secrets()
+                .client()
+                .call_get_secret_map(s, c, &r)
+                .await?;
+            Ok(out.map(|m| m.map(entries_from_wit)))
+        })
+        .await
+    }
+
+    async fn get_all_secrets(
+        &self,
+        store: &StoreContext,
+        criteria: &FindCriteria,
+    ) -> Result<SecretMap, BackendError> {
+        let find = wit::Find {
+            path: criteria.path.clone(),
+            name_regexp: criteria.name_regexp.clone(),
+            tags: criteria
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        self.call(store, async |s, b, c| {
+            let out = b
+                .airlock_provider_secrets()
+                .client()
+                .call_get_all_secrets(s, c, &find)
+                .await?;
+            Ok(out.map(entries_from_wit))
+        })
+        .await
+    }
+
+    async fn push_secret(
+        &self,
+        store: &StoreContext,
+        request: &PushRequest,
+    ) -> Result<(), BackendError> {
+        let req = wit::PushRequest {
+            remote: push_ref_to_wit(&request.remote),
+            value: request.value.expose().to_vec(),
+            metadata: request.metadata.as_ref().map(|m| m.to_string()),
+        };
+        self.call(store, async |s, b, c| {
+            b.airlock_provider_secrets()
+                .client()
+                .call_push_secret(s, c, &req)
+                .await
+        })
+        .await
+    }
+
+    async fn delete_secret(
+        &self,
+        store: &StoreContext,
+        reference: &PushRef,
+    ) -> Result<(), BackendError> {
+        let r = push_ref_to_wit(reference);
+        self.call(store, async |s, b, c| {
+            b.airlock_provider_secrets()
+                .client()
+                .call_delete_secret(s, c, &r)
+                .await
+        })
+        .await
+    }
+
+    async fn secret_exists(
+        &self,
+        store: &StoreContext,
+        reference: &PushRef,
+    ) -> Result<bool, BackendError> {
+        let r = push_ref_to_wit(reference);
+        self.call(store, async |s, b, c| {
+            b.airlock_provider_secrets()
+                .client()
+                .call_secret_exists(s, c, &r)
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,222 @@
+//! The wasi-http hook: the only door from a guest to the network.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::connector::{AddressRefused, EgressClient};
+use super::pattern::{HostPattern, default_port};
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+/// Per-call egress state of one sandbox: the provider's grant, the store's pooled client
+/// and the list of refusals made during the call, which the runtime adds to the call's
+/// error so the user reads *why* a request failed.
+pub struct EgressHooks {
+    provider: Arc<str>,
+    patterns: Arc<[HostPattern]>,
+    client: Option<EgressClient>,
+    max_request_bytes: u64,
+    max_response_bytes: u64,
+    first_byte_timeout: Duration,
+    refusals: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for EgressHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressHooks")
+            .field("provider", &self.provider)
+            .field("patterns", &self.patterns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EgressHooks {
+    /// Hooks for one call. `client` is `None` when the grant names no host at all.
+    pub fn new(
+        provider: Arc<str>,
+        patterns: Arc<[HostPattern]>,
+        client: Option<EgressClient>,
+        max_request_bytes: u64,
+        max_response_bytes: u64,
+        first_byte_timeout: Duration,
+    ) -> Self {
+        EgressHooks {
+            provider,
+            patterns,
+            client,
+            max_request_bytes,
+            max_response_bytes,
+            first_byte_timeout,
+            refusals: Arc::default(),
+        }
+    }
+
+    /// What the host refused during this call, in order.
+    pub fn refusals(&self) -> Vec<String> {
+        self.refusals.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+fn record(refusals: &Mutex<Vec<String>>, message: String) {
+    tracing::warn!(target: "airlock::egress", "{message}");
+    if let Ok(mut r) = refusals.lock()
+        && r.len() < 16
+    {
+        r.push(message);
+    }
+}
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> SendFuture {
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri.port_u16().or_else(|| default_port(&scheme));
+        let target = format!(
+            "{scheme}://{host}:{}",
+            port.map_or("?".into(), |p| p.to_string())
+        );
+        let granted = port.is_some_and(|port| {
+            self.patterns
+                .iter()
+                .any(|p| p.matches(&scheme, &host, port))
+        });
+        let client = match (&self.client, granted) {
+            (Some(client), true) => client.clone(),
+            _ => {
+                record(
+                    &self.refusals,
+                    format!(
+                        "outbound host {target} is not granted to provider {}",
+                        self.provider
+                    ),
+                );
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+        };
+        let refusals = self.refusals.clone();
+        let max_request = self.max_request_bytes;
+        let max_response = self.max_response_bytes;
+        let first_byte = options
+            .and_then(|o| o.first_byte_timeout)
+            .map_or(self.first_byte_timeout, |t| t.min(self.first_byte_timeout));
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            let body = Limited::new(body, usize::try_from(max_request).unwrap_or(usize::MAX))
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<LengthLimitError>().is_some() {
+                        record(
+                            &refusals,
+                            format!("request body to {target} exceeds {max_request} bytes"),
+                        );
+                        HttpError::HttpRequestBodySize(None)
+                    } else {
+                        HttpError::InternalError(Some(e.to_string()))
+                    }
+                })?
+                .to_bytes();
+            let request = http::Request::from_parts(parts, Full::new(body));
+            let response = match tokio::time::timeout(first_byte, client.send(request)).await {
+                Err(_) => {
+                    record(
+                        &refusals,
+                        format!("{target} did not answer within {first_byte:?}"),
+                    );
+                    return Err(HttpError::HttpResponseTimeout);
+                }
+                Ok(Err(e)) => return Err(client_error(&e, &target, &refusals)),
+                Ok(Ok(response)) => response,
+            };
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(len) = declared
+                && len > max_response
+            {
+                record(
+                    &refusals,
+                    format!(
+                        "response from {target} is {len} bytes, over the {max_response}-byte limit"
+                    ),
+                );
+                return Err(HttpError::HttpResponseBodySize(Some(len)));
+            }
+            let limit_refusals = refusals.clone();
+            let response = response.map(move |body| {
+                Limited::new(body, usize::try_from(max_response).unwrap_or(usize::MAX))
+                    .map_frame(|f: http_body::Frame<Bytes>| f)
+                    .map_err(move |e| {
+                        if e.downcast_ref::<LengthLimitError>().is_some() {
+                            record(
+                                &limit_refusals,
+                                format!(
+                                    "response from {target} exceeded the {max_response}-byte limit"
+                                ),
+                            );
+                            HttpError::HttpResponseBodySize(None)
+                        } else {
+                            HttpError::HttpProtocolError
+                        }
+                    })
+                    .boxed_unsync()
+            });
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+        })
+    }
+}
+
+/// Maps a client error to the wasi:http error code, recording address refusals.
+fn client_error(
+    error: &hyper_util::client::legacy::Error,
+    target: &str,
+    refusals: &Mutex<Vec<String>>,
+) -> HttpError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<AddressRefused>() {
+            record(refusals, format!("egress to {target} refused: {refused}"));
+            return HttpError::DestinationIpProhibited;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => HttpError::ConnectionTimeout,
+                std::io::ErrorKind::NotFound => HttpError::DnsError {
+                    rcode: Some(io.to_string()),
+                    info_code: None,
+                },
+                _ if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+                    HttpError::TlsCertificateError
+                }
+                _ => HttpError::InternalError(Some(io.to_string())),
+            };
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        HttpError::ConnectionRefused
+    } else {
+        HttpError::HttpProtocolError
+    }
+}

@@ -1,0 +1,254 @@
+//! The data of one sandboxed call: what the guest can reach through its imports. Nothing
+//! here is shared between calls except the store's cache and its connection pool.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Result};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::airlock::provider::{cache, credentials, log};
+use super::cache::StoreCache;
+use super::credentials::{CredentialError, CredentialPolicy, Credentials};
+use super::egress::EgressHooks;
+use crate::backend::StoreInfo;
+
+/// Longest guest log line kept.
+const MAX_LOG_LINE: usize = 1024;
+/// Log lines one call may write.
+const MAX_LOG_LINES: u32 = 100;
+
+/// Store data of one call.
+pub struct Sandbox {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) http: WasiHttpCtx,
+    pub(super) egress: EgressHooks,
+    pub(super) limiter: Limiter,
+    pub(super) provider: Arc<str>,
+    pub(super) store: StoreInfo,
+    pub(super) cache: Arc<StoreCache>,
+    pub(super) credentials: Credentials,
+    pub(super) policy: CredentialPolicy,
+    pub(super) log_lines: u32,
+    /// Epoch ticks the guest has run for.
+    pub(super) ticks: u64,
+    /// Set when the CPU budget ran out.
+    pub(super) cpu_exhausted: bool,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("provider", &self.provider)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.egress,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// Memory and table limits of one instance; remembers whether a limit was hit so a trap
+/// can be reported as what it is.
+#[derive(Debug)]
+pub struct Limiter {
+    pub(super) memory_bytes: usize,
+    pub(super) memory_exhausted: bool,
+}
+
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_exhausted = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl log::Host for Sandbox {
+    fn log(&mut self, level: log::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            return;
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let (provider, store, ns) = (&*self.provider, &self.store.name, &self.store.namespace);
+        match level {
+            log::Level::Trace => {
+                tracing::trace!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+            }
+        }
+    }
+}
+
+impl cache::Host for Sandbox {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.cache.get(&key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
+        if !self
+            .cache
+            .set(&key, &value, std::time::Duration::from_millis(ttl_ms))
+        {
+            tracing::debug!(target: "airlock::provider", provider = &*self.provider, "cache entry {key:?} over the bound, ignored");
+        }
+    }
+
+    fn delete(&mut self, key: String) {
+        self.cache.delete(&key);
+    }
+}
+
+fn to_wit(e: CredentialError) -> credentials::CredentialError {
+    match e {
+        CredentialError::Denied(m) => credentials::CredentialError::Denied(m),
+        CredentialError::NotFound(m) => credentials::CredentialError::NotFound(m),
+        CredentialError::Unavailable(m) => credentials::CredentialError::Unavailable(m),
+    }
+}
+
+fn denied_log(provider: &str, e: &CredentialError) {
+    if let CredentialError::Denied(m) = e {
+        tracing::warn!(target: "airlock::credentials", provider, "credential request denied: {m}");
+    }
+}
+
+impl credentials::Host for Sandbox {
+    async fn secret_key(
+        &mut self,
+        selector: credentials::KeySelector,
+    ) -> Result<Vec<u8>, credentials::CredentialError> {
+        use secrecy::ExposeSecret;
+        let ns = self
+            .policy
+            .check_key(
+                &selector.name,
+                &selector.key,
+                selector.namespace.as_deref(),
+                false,
+            )
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)?;
+        let source = self.credentials.clone();
+        let value = source
+            .secret_key(&ns, &selector.name, &selector.key)
+            .await
+            .map_err(to_wit)?;
+        Ok(value.expose_secret().to_vec())
+    }
+
+    async fn config_map_key(
+        &mut self,
+        selector: credentials::KeySelector,
+    ) -> Result<String, credentials::CredentialError> {
+        let ns = self
+            .policy
+            .check_key(
+                &selector.name,
+                &selector.key,
+                selector.namespace.as_deref(),
+                true,
+            )
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)?;
+        let source = self.credentials.clone();
+        source
+            .config_map_key(&ns, &selector.name, &selector.key)
+            .await
+            .map_err(to_wit)
+    }
+
+    async fn service_account_token(
+        &mut self,
+        selector: credentials::ServiceAccountSelector,
+    ) -> Result<credentials::Token, credentials::CredentialError> {
+        use secrecy::ExposeSecret;
+        let ns = self
+            .policy
+            .check_account(&selector.name, selector.namespace.as_deref())
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)?;
+        let source = self.credentials.clone();
+        let token = source
+            .service_account_token(&ns, &selector.name, &selector.audiences)
+            .await
+            .map_err(to_wit)?;
+        Ok(credentials::Token {
+            token: token.token.expose_secret().to_string(),
+            expires_at_ms: token.expires_at_ms,
+        })
+    }
+
+    async fn operator_token(
+        &mut self,
+        audiences: Vec<String>,
+    ) -> Result<credentials::Token, credentials::CredentialError> {
+        use secrecy::ExposeSecret;
+        self.policy
+            .check_operator_token(&self.provider)
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)?;
+        let source = self.credentials.clone();
+        let token = source.operator_token(&audiences).await.map_err(to_wit)?;
+        Ok(credentials::Token {
+            token: token.token.expose_secret().to_string(),
+            expires_at_ms: token.expires_at_ms,
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! A small blocking HTTP client over `wasi:http/outgoing-handler`.
+//!
+//! Every request goes through the host, which checks it against the Provider's
+//! outbound-host grant, resolves DNS, refuses private addresses that were not granted,
+//! applies the store's TLS settings and bounds the response size. A request the host
+//! refuses comes back as [`Error::Unavailable`] naming the URL; the host adds its reason
+//! to the operation's error. Redirects are followed here, each hop as a new request that
+//! the host checks again.
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use wasip2::io::streams::StreamError;
+
+use crate::Error;
+
+/// How many redirects [`send`] follows before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// An HTTP request.
+#[derive(Clone, Default)]
+pub struct Request {
+    /// `GET`, `POST`, … (upper case).
+    pub method: String,
+    /// An absolute `http://` or `https://` URL.
+    pub url: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body; empty for none.
+    pub body: Vec<u8>,
+}
+
+// Requests carry credentials (Authorization headers, signed bodies): never print them.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers.len())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Request {
+    /// A request with no headers and no body.
+    pub fn new(method: &str, url: impl Into<String>) -> Self {
+        Request {
+            method: method.to_string(),
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// An HTTP response with its whole body.
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive) as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Sends `request`, following up to [`MAX_REDIRECTS`] redirects.
+pub fn send(request: &Request) -> Result<Response, Error> {
+    let mut current = request.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let response = send_once(&current)?;
+        if !matches!(response.status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let Some(location) = response.header("location") else {
+            return Ok(response);
+        };
+        current.url = resolve_location(&current.url, location);
+        if response.status == 303 {
+            current.method = "GET".into();
+            current.body.clear();
+        }
+    }
+    Err(Error::unavailable(format!(
+        "too many redirects starting at {}",
+        request.url
+    )))
+}
+
+/// Sends exactly one request, without following redirects.
+pub fn send_once(request: &Request) -> Result<Response, Error> {
+    let url = Url::parse(&request.url)?;
+    let headers = Fields::new();
+    for (name, value) in &request.headers {
+        headers
+            .append(name, value.as_bytes())
+            .map_err(|e| Error::other(format!("invalid header {name:?}: {e:?}")))?;
+    }
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match request.method.as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "HEAD" => Method::Head,
+        other => Method::Other(other.to_string()),
+    };
+    let invalid = |what: &str| Error::other(format!("invalid {what} in {}", request.url));
+    outgoing
+        .set_method(&method)
+        .map_err(|_| invalid("method"))?;
+    outgoing
+        .set_scheme(Some(&url.scheme))
+        .map_err(|_| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(&url.authority))
+        .map_err(|_| invalid("host"))?;
+    outgoing
+        .set_path_with_query(Some(&url.path_with_query))
+        .map_err(|_| invalid("path"))?;
+
+    let body = outgoing
+        .body()
+        .map_err(|_| Error::other("request body already taken"))?;
+    let future = outgoing_handler::handle(outgoing, Some(RequestOptions::new()))
+        .map_err(|e| describe(&request.url, &e))?;
+    if !request.body.is_empty() {
+        let stream = body
+            .write()
+            .map_err(|_| Error::other("request body stream already taken"))?;
+        for chunk in request.body.chunks(4096) {
+            stream.blocking_write_and_flush(chunk).map_err(|e| {
+                Error::unavailable(format!("sending body to {}: {e:?}", request.url))
+            })?;
+        }
+        drop(stream);
+    }
+    OutgoingBody::finish(body, None).map_err(|e| describe(&request.url, &e))?;
+
+    let incoming = loop {
+        match future.get() {
+            Some(result) => break result,
+            None => future.subscribe().block(),
+        }
+    };
+    let incoming = incoming
+        .map_err(|()| Error::other("response already taken"))?
+        .map_err(|e| describe(&request.url, &e))?;
+
+    let status = incoming.status();
+    let headers = incoming
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let body_resource = incoming
+        .consume()
+        .map_err(|()| Error::other("response body already taken"))?;
+    let stream = body_resource
+        .stream()
+        .map_err(|()| Error::other("response body stream already taken"))?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(Error::unavailable(format!(
+                    "reading the response from {}: {}",
+                    request.url,
+                    e.to_debug_string()
+                )));
+            }
+        }
+    }
+    drop(stream);
+    drop(body_resource);
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Turns a wasi:http error code into the contract's error.
+fn describe(url: &str, code: &ErrorCode) -> Error {
+    match code {
+        ErrorCode::HttpRequestDenied => Error::unavailable(format!(
+            "the host denied the request to {url} (outbound host not granted to this provider)"
+        )),
+        ErrorCode::DestinationIpProhibited => Error::unavailable(format!(
+            "the host refused to connect to {url}: its address is private and not granted"
+        )),
+        ErrorCode::HttpResponseBodySize(_) => Error::unavailable(format!(
+            "the response from {url} is larger than the host allows"
+        )),
+        other => Error::unavailable(format!("request to {url} failed: {other:?}")),
+    }
+}
+
+struct Url {
+    scheme: Scheme,
+    authority: String,
+    path_with_query: String,
+}
+
+impl Url {
+    fn parse(url: &str) -> Result<Url, Error> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| Error::invalid_config(format!("not an absolute URL: {url:?}")))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => {
+                return Err(Error::invalid_config(format!(
+                    "unsupported URL scheme {other:?} in {url:?}"
+                )));
+            }
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.is_empty() {
+            return Err(Error::invalid_config(format!("no host in URL {url:?}")));
+        }
+        let path_with_query = if path.is_empty() {
+            "/".to_string()
+        } else if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(Url {
+            scheme,
+            authority: authority.to_string(),
+            path_with_query,
+        })
+    }
+}
+
+/// Resolves a `Location` header against the URL it came from.
+fn resolve_location(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if let Some(path) = location.strip_prefix('/') {
+        format!("{scheme}://{authority}/{path}")
+    } else {
+        let dir = rest
+            .split('?')
+            .next()
+            .and_then(|p| p.rsplit_once('/'))
+            .map(|(d, _)| d)
+            .unwrap_or(authority);
+        format!("{scheme}://{dir}/{location}")
+    }
+}
+
+/// Percent-encodes one URL path segment or query value (RFC 3986 unreserved kept).
+pub fn encode(component: &str) -> String {
+    let mut out = String::with_capacity(component.len());
+    for b in component.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_scheme_authority_and_path() {
+        let u = Url::parse("https://vault.corp:8200/v1/secret?list=true").unwrap();
+        assert!(matches!(u.scheme, Scheme::Https));
+        assert_eq!(u.authority, "vault.corp:8200");
+        assert_eq!(u.path_with_query, "/v1/secret?list=true");
+        assert_eq!(Url::parse("http://h").unwrap().path_with_query, "/");
+        assert!(Url::parse("ftp://h/x").is_err());
+        assert!(Url::parse("no-scheme").is_err());
+    }
+
+    #[test]
+    fn redirect_locations_resolve_against_the_request() {
+        assert_eq!(resolve_location("http://a:1/x/y?q", "/z"), "http://a:1/z");
+        assert_eq!(resolve_location("http://a:1/x/y", "z"), "http://a:1/x/z");
+        assert_eq!(
+            resolve_location("http://a:1/x", "https://evil/"),
+            "https://evil/"
+        );
+    }
+
+    #[test]
+    fn encode_keeps_unreserved_characters_only() {
+        assert_eq!(encode("a b/c~d"), "a%20b%2Fc~d");
+    }
+}

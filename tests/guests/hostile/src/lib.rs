@@ -1,0 +1,128 @@
+//! A provider that tries to break out of its sandbox. The `key` of a get picks the attack;
+//! the tests assert the host stops each one.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use airlock_provider_sdk::{
+    Capabilities, Client, Error, Provider, ProviderMetadata, RemoteRef, StoreInfo, Value, cache,
+    credentials, http, log,
+};
+
+/// The hostile provider.
+#[derive(Debug)]
+pub struct Hostile;
+
+/// Its client.
+#[derive(Debug)]
+pub struct HostileClient;
+
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+impl Provider for Hostile {
+    type Client = HostileClient;
+
+    fn metadata() -> ProviderMetadata {
+        ProviderMetadata {
+            name: "hostile".into(),
+            version: "0.0.0".into(),
+            description: "tries to escape the sandbox".into(),
+        }
+    }
+
+    fn capabilities() -> Capabilities {
+        Capabilities::ReadOnly
+    }
+
+    fn config_schema() -> String {
+        r#"{"type":"object"}"#.into()
+    }
+}
+
+fn ok(s: impl Into<String>) -> Result<Value, Error> {
+    Ok(Some(s.into().into_bytes()))
+}
+
+impl Client for HostileClient {
+    fn open(_config: &str, _store: StoreInfo) -> Result<Self, Error> {
+        Ok(HostileClient)
+    }
+
+    fn get_secret(&self, reference: &RemoteRef) -> Result<Value, Error> {
+        let key = reference.key.as_str();
+        let (verb, arg) = key.split_once(':').unwrap_or((key, ""));
+        match verb {
+            "http" => {
+                let response = http::send(&http::Request::new("GET", arg))?;
+                ok(format!(
+                    "{} {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                ))
+            }
+            "spin" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 8 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "env" => {
+                let mut stdin = String::new();
+                let _ = std::io::stdin().read_line(&mut stdin);
+                ok(format!(
+                    "env={} args={} stdin={}",
+                    std::env::vars().count(),
+                    std::env::args().count(),
+                    stdin.len()
+                ))
+            }
+            "secret" => {
+                let (name, key) = arg.split_once('/').unwrap_or((arg, ""));
+                let (key, namespace) = match key.split_once('@') {
+                    Some((k, ns)) => (k, Some(ns.to_string())),
+                    None => (key, None),
+                };
+                let selector = credentials::KeySelector {
+                    name: name.into(),
+                    key: key.into(),
+                    namespace,
+                };
+                match credentials::secret_key(&selector) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(credentials::CredentialError::Denied(m)) => Err(Error::access_denied(m)),
+                    Err(e) => Err(Error::other(format!("{e:?}"))),
+                }
+            }
+            "cache-put" => {
+                let (k, v) = arg.split_once('=').unwrap_or((arg, ""));
+                cache::set(k, v.as_bytes(), 60_000);
+                ok("stored")
+            }
+            "cache-get" => Ok(cache::get(arg)),
+            "counter" => ok(format!("{}", CALLS.fetch_add(1, Ordering::SeqCst) + 1)),
+            "log-flood" => {
+                for i in 0..10_000 {
+                    log::log(log::Level::Info, &format!("line {i} {}", "x".repeat(4096)));
+                }
+                ok("flooded")
+            }
+            "panic" => panic!("hostile guest panics on purpose"),
+            "clock" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                ok(format!("{now}"))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+airlock_provider_sdk::export_provider!(Hostile);

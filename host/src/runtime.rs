@@ -449,15 +449,19 @@ impl Runtime {
     }
 
     /// Runs `op` against a freshly opened client of `store`'s provider, under its limits.
-    async fn call<T>(
+    async fn call<T>(&self, store: &StoreContext, op: impl GuestOp<T>) -> Result<T, BackendError> {
+        self.call_noting_refusals(store, op)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Like [`Runtime::call`], also returning what the host refused during a successful
+    /// call, for results that carry their own errors (batched gets).
+    async fn call_noting_refusals<T>(
         &self,
         store: &StoreContext,
-        op: impl AsyncFnOnce(
-            &mut Store<Sandbox>,
-            &bindings::Provider,
-            ResourceAny,
-        ) -> wasmtime::Result<Result<T, wit::Error>>,
-    ) -> Result<T, BackendError> {
+        op: impl GuestOp<T>,
+    ) -> Result<(T, Vec<String>), BackendError> {
         let provider = self
             .provider(&store.provider)
             .ok_or_else(|| RuntimeError::ProviderNotFound(store.provider.clone()))?;
@@ -521,9 +525,28 @@ impl Runtime {
             .into()),
             Ok(Err(trap)) => Err(trap_error(&trap, data, &provider.grants).into()),
             Ok(Ok(Err(e))) => Err(provider_error(e, &data.egress.refusals()).into()),
-            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Ok(value))) => Ok((value, data.egress.refusals())),
         }
     }
+}
+
+/// One operation on an opened guest client.
+trait GuestOp<T>:
+    AsyncFnOnce(
+    &mut Store<Sandbox>,
+    &bindings::Provider,
+    ResourceAny,
+) -> wasmtime::Result<Result<T, wit::Error>>
+{
+}
+
+impl<T, F> GuestOp<T> for F where
+    F: AsyncFnOnce(
+        &mut Store<Sandbox>,
+        &bindings::Provider,
+        ResourceAny,
+    ) -> wasmtime::Result<Result<T, wit::Error>>
+{
 }
 
 fn empty_store() -> StoreInfo {
@@ -705,8 +728,8 @@ impl Backend for Runtime {
         refs: &[RemoteRef],
     ) -> Result<Vec<GetResult>, BackendError> {
         let wit_refs: Vec<wit::RemoteRef> = refs.iter().map(remote_ref_to_wit).collect();
-        let results = self
-            .call(store, async |s, b, c| {
+        let (results, refusals) = self
+            .call_noting_refusals(store, async |s, b, c| {
                 let r = b
                     .airlock_provider_secrets()
                     .client()
@@ -730,7 +753,7 @@ impl Backend for Runtime {
             .into_iter()
             .map(|r| {
                 r.map(|v| v.map(SecretValue::new))
-                    .map_err(|e| provider_error(e, &[]))
+                    .map_err(|e| provider_error(e, &refusals))
             })
             .collect())
     }

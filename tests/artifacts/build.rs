@@ -32,8 +32,10 @@ fn main() {
         root.join("Cargo.lock").display()
     );
 
+    println!("cargo:rerun-if-env-changed=AIRLOCK_WASM_TARGET_DIR");
     let target_dir = std::env::var("AIRLOCK_WASM_TARGET_DIR")
         .map(PathBuf::from)
+        .or_else(|_| std::env::var("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("wasm")))
         .unwrap_or_else(|_| root.join("target/wasm"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

@@ -224,13 +224,13 @@ impl Host {
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-        if let Some(path) = self.cache_path(&digest) {
-            if let Err(e) = store_precompiled(&component, &path) {
-                tracing::warn!(
-                    "could not cache precompiled component at {}: {e}",
-                    path.display()
-                );
-            }
+        if let Some(path) = self.cache_path(&digest)
+            && let Err(e) = store_precompiled(&component, &path)
+        {
+            tracing::warn!(
+                "could not cache precompiled component at {}: {e}",
+                path.display()
+            );
         }
         self.remember(&digest, &component);
         Ok((component, digest, Origin::Compiled))

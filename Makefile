@@ -1,0 +1,52 @@
+# Airlock's task runner. CI runs `make test` (through .ci/run); developers use the same
+# recipes. Heavy builds are cached under ~/.cache/airlock so a second run is fast.
+
+SHELL := /bin/bash
+export AIRLOCK_CACHE ?= $(HOME)/.cache/airlock
+export CARGO_TARGET_DIR ?= $(AIRLOCK_CACHE)/target
+export CARGO_TERM_COLOR ?= never
+
+WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake \
+	-p airlock-guest-hostile -p airlock-guest-hostile-fs -p airlock-guest-hostile-net
+
+.PHONY: test setup lint generate check-generated k8s unit wasm bench demo cluster
+
+## test: everything CI checks — toolchain, lint, generated files, all tests.
+test: setup lint check-generated k8s
+	cargo test --workspace --no-fail-fast
+
+## setup: the Rust toolchain and wasm target pinned in rust-toolchain.toml.
+setup:
+	@command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)"; exit 1; }
+	rustup show active-toolchain >/dev/null
+	rustup target add wasm32-wasip2 >/dev/null
+	@command -v go >/dev/null || { echo "go is required to build the test control plane"; exit 1; }
+
+## lint: rustfmt and clippy for the host and for the wasm guests.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip2 $(WASM_CRATES) -- -D warnings
+
+## generate: regenerate crds/ and wit/deps.
+generate:
+	tests/scripts/generate.sh
+
+check-generated:
+	tests/scripts/check-generated.sh
+
+## k8s: build (once) kube-apiserver, kube-controller-manager, kubectl and etcd.
+k8s:
+	tests/k8s/build.sh
+
+## wasm: build the provider components (target/.../wasm32-wasip2/wasm/*.wasm).
+wasm:
+	cargo build --target wasm32-wasip2 --profile wasm -p airlock-provider-fake
+
+## bench: the runtime benchmark (prints a table).
+bench:
+	cargo bench -p airlock --bench runtime
+
+## cluster: a local control plane for humans; prints the KUBECONFIG line.
+cluster: k8s
+	cargo run -p airlock-testenv --bin airlock-cluster

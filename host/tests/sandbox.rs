@@ -1,0 +1,409 @@
+//! One test per sandbox rule, each with a hostile guest that tries to break it. After
+//! every refusal the same runtime must still serve another store.
+
+mod common;
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock::backend::{BackendError, ProviderError, StoreContext};
+use airlock::runtime::{
+    Credentials, EngineConfig, Grants, Limits, Resolver, Runtime, RuntimeError, StaticCredentials,
+};
+use common::{get, install, serve, store};
+use serde_json::json;
+
+fn grants(hosts: &[String]) -> Grants {
+    Grants::parse(hosts, &[], Limits::default()).unwrap()
+}
+
+/// Installs `fake` beside the hostile guest and checks it still answers.
+async fn still_serves(rt: &Runtime) {
+    if rt.provider("fake").is_none() {
+        install(rt, "fake", airlock_test_artifacts::FAKE, Grants::none()).await;
+    }
+    let s = store(
+        "fake",
+        "bystander",
+        json!({"data": [{"key": "k", "value": "v"}]}),
+    );
+    assert_eq!(get(rt, &s, "k").await.unwrap().as_deref(), Some("v"));
+}
+
+async fn hostile(rt: &Runtime, g: Grants) -> StoreContext {
+    install(rt, "hostile", airlock_test_artifacts::HOSTILE, g).await;
+    store("hostile", "attacker", json!({}))
+}
+
+fn unavailable(e: BackendError) -> String {
+    match e {
+        BackendError::Provider(ProviderError::Unavailable(m)) => m,
+        other => panic!("expected an unavailable error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_request_to_a_granted_host_succeeds() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://127.0.0.1:{}", server.port)])).await;
+    let body = get(&rt, &s, &format!("http:{}", server.url("/ok")))
+        .await
+        .unwrap();
+    assert_eq!(body.as_deref(), Some("200 hello"));
+}
+
+#[tokio::test]
+async fn a_request_to_a_host_not_granted_is_denied_with_the_reason() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&["https://*.amazonaws.com".into()])).await;
+    let err = get(&rt, &s, &format!("http:{}", server.url("/ok")))
+        .await
+        .unwrap_err();
+    let message = unavailable(err);
+    assert!(
+        message.contains(&format!(
+            "outbound host http://127.0.0.1:{} is not granted to provider hostile",
+            server.port
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the server"
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_host_not_granted_is_denied() {
+    let granted = serve().await;
+    let other = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://127.0.0.1:{}", granted.port)])).await;
+    let hop = granted.url(&format!("/redirect?to={}", other.url("/ok")));
+    let message = unavailable(get(&rt, &s, &format!("http:{hop}")).await.unwrap_err());
+    assert!(
+        message.contains(&format!("127.0.0.1:{} is not granted", other.port)),
+        "{message}"
+    );
+    assert_eq!(other.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let same = granted.url(&format!("/redirect?to={}", granted.url("/ok")));
+    assert_eq!(
+        get(&rt, &s, &format!("http:{same}"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("200 hello")
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_granted_hostname_resolving_to_loopback_is_refused() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://localhost:{}", server.port)])).await;
+    let message = unavailable(
+        get(
+            &rt,
+            &s,
+            &format!("http:http://localhost:{}/ok", server.port),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        message.contains("private, loopback, link-local or metadata"),
+        "{message}"
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    still_serves(&rt).await;
+}
+
+/// Resolves every name to the cloud metadata address, as a hostile DNS answer would.
+struct MetadataResolver;
+
+impl Resolver for MetadataResolver {
+    fn resolve(
+        &self,
+        _host: String,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send>> {
+        Box::pin(async { Ok(vec!["169.254.169.254".parse().unwrap()]) })
+    }
+}
+
+#[tokio::test]
+async fn a_granted_hostname_resolving_to_the_metadata_address_is_refused_before_connecting() {
+    let creds: Credentials = Arc::new(StaticCredentials::default());
+    let config = EngineConfig {
+        cache_dir: Some(common::cache_dir()),
+        ..Default::default()
+    };
+    let rt = Runtime::with_resolver(&config, creds, Arc::new(MetadataResolver)).unwrap();
+    let s = hostile(&rt, grants(&["http://secrets.example.com".into()])).await;
+    let message = unavailable(
+        get(&rt, &s, "http:http://secrets.example.com/latest/meta-data")
+            .await
+            .unwrap_err(),
+    );
+    assert!(message.contains("169.254.169.254"), "{message}");
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn an_ip_literal_grant_reaches_that_address() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(
+        &rt,
+        grants(&[
+            "http://127.0.0.1:*".into(),
+            format!("http://localhost:{}", server.port),
+        ]),
+    )
+    .await;
+    // localhost resolves to 127.0.0.1, which the first pattern names: allowed.
+    let body = get(
+        &rt,
+        &s,
+        &format!("http:http://localhost:{}/ok", server.port),
+    )
+    .await
+    .unwrap();
+    assert_eq!(body.as_deref(), Some("200 hello"));
+}
+
+#[tokio::test]
+async fn a_component_importing_the_filesystem_is_refused_at_load() {
+    let rt = common::runtime();
+    let err = rt
+        .install(
+            "fs",
+            &airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE_FS),
+            Grants::none(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ProviderImportsNotGranted");
+    assert!(
+        err.to_string()
+            .contains("it imports wasi:filesystem, which Airlock never grants"),
+        "{err}"
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_component_importing_sockets_is_refused_at_load() {
+    let rt = common::runtime();
+    let err = rt
+        .install(
+            "net",
+            &airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE_NET),
+            Grants::none(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("it imports wasi:sockets"), "{err}");
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn the_guest_sees_no_environment_arguments_or_stdin() {
+    // SAFETY of the test: setting a variable the guest would see if env were inherited.
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    assert!(!std::env::vars().collect::<Vec<_>>().is_empty());
+    assert_eq!(
+        get(&rt, &s, "env").await.unwrap().as_deref(),
+        Some("env=0 args=0 stdin=0")
+    );
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_the_cpu_budget() {
+    let rt = common::runtime();
+    let limits = Limits {
+        cpu_time: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let s = hostile(&rt, Grants::parse(&[], &[], limits).unwrap()).await;
+    let started = std::time::Instant::now();
+    let err = get(&rt, &s, "spin").await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::Runtime(RuntimeError::CpuDeadline { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), "ProviderCPUDeadlineExceeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let rt = common::runtime();
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let s = hostile(&rt, Grants::parse(&[], &[], limits).unwrap()).await;
+    let err = get(&rt, &s, "alloc").await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::Runtime(RuntimeError::MemoryLimit { limit, .. }) if limit == 32 << 20),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), "ProviderMemoryLimitExceeded");
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn an_oversized_response_is_cut_by_the_bound() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let limits = Limits {
+        max_response_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let g = Grants::parse(&[format!("http://127.0.0.1:{}", server.port)], &[], limits).unwrap();
+    let s = hostile(&rt, g).await;
+    let declared = unavailable(
+        get(&rt, &s, &format!("http:{}", server.url("/big")))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        declared.contains("over the 1048576-byte limit"),
+        "{declared}"
+    );
+    let streamed = unavailable(
+        get(&rt, &s, &format!("http:{}", server.url("/stream")))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        streamed.contains("exceeded the 1048576-byte limit"),
+        "{streamed}"
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_slow_backend_is_cut_by_the_call_timeout() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let limits = Limits {
+        call_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let g = Grants::parse(&[format!("http://127.0.0.1:{}", server.port)], &[], limits).unwrap();
+    let s = hostile(&rt, g).await;
+    let err = get(&rt, &s, &format!("http:{}", server.url("/slow")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::Runtime(RuntimeError::Timeout { .. }))
+            || matches!(&err, BackendError::Provider(ProviderError::Unavailable(m)) if m.contains("did not answer")),
+        "{err:?}"
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_credential_selector_absent_from_the_store_config_is_denied() {
+    let creds = StaticCredentials::default()
+        .with_secret("team-a", "db", "password", b"hunter2")
+        .with_secret("team-a", "db", "admin-password", b"root!")
+        .with_secret("kube-system", "db", "password", b"cluster");
+    let rt = common::runtime_with(creds);
+    install(
+        &rt,
+        "hostile",
+        airlock_test_artifacts::HOSTILE,
+        Grants::none(),
+    )
+    .await;
+    let s = store(
+        "hostile",
+        "attacker",
+        json!({"auth": {"secretRef": {"name": "db", "key": "password"}}}),
+    );
+    assert_eq!(
+        get(&rt, &s, "secret:db/password").await.unwrap().as_deref(),
+        Some("hunter2")
+    );
+    let err = get(&rt, &s, "secret:db/admin-password").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not named in the configuration of store attacker"),
+        "{err}"
+    );
+    let err = get(&rt, &s, "secret:db/password@kube-system")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("may only read its own namespace"),
+        "{err}"
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn two_stores_never_see_each_others_state() {
+    let rt = common::runtime();
+    install(
+        &rt,
+        "hostile",
+        airlock_test_artifacts::HOSTILE,
+        Grants::none(),
+    )
+    .await;
+    let a = store("hostile", "store-a", json!({}));
+    let b = store("hostile", "store-b", json!({}));
+    assert_eq!(
+        get(&rt, &a, "cache-put:token=alpha")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("stored")
+    );
+    assert_eq!(
+        get(&rt, &a, "cache-get:token").await.unwrap().as_deref(),
+        Some("alpha")
+    );
+    assert_eq!(get(&rt, &b, "cache-get:token").await.unwrap(), None);
+    // Guest memory does not survive a call either: a static counter starts over.
+    for s in [&a, &b, &a] {
+        assert_eq!(get(&rt, s, "counter").await.unwrap().as_deref(), Some("1"));
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_guest_fails_its_call_only() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    let err = get(&rt, &s, "panic").await.unwrap_err();
+    assert_eq!(err.reason(), "ProviderCrashed", "{err}");
+    assert_eq!(get(&rt, &s, "counter").await.unwrap().as_deref(), Some("1"));
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_log_flood_is_capped_and_the_call_completes() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    assert_eq!(
+        get(&rt, &s, "log-flood").await.unwrap().as_deref(),
+        Some("flooded")
+    );
+}

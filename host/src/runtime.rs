@@ -186,7 +186,23 @@ struct StoreKey {
     digest: String,
     store: StoreInfo,
     config_hash: u64,
+    tls_hash: u64,
 }
+
+/// What the runtime keeps for one store configuration, computed on its first call and
+/// shared by every later one: the provider's cache, the connection pool, the credential
+/// policy and the schema verdict.
+struct StoreState {
+    config_text: String,
+    cache: Arc<StoreCache>,
+    client: Option<EgressClient>,
+    policy: CredentialPolicy,
+    schema_error: Option<String>,
+}
+
+/// Store configurations remembered at most; past this the map starts over, which only
+/// costs a recomputation (and drops provider caches of stores not seen since).
+const MAX_STORES: usize = 10_000;
 
 /// The runtime. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -197,8 +213,7 @@ pub struct Runtime {
 struct Inner {
     host: Host,
     providers: RwLock<HashMap<String, Arc<LoadedProvider>>>,
-    caches: Mutex<HashMap<StoreKey, Arc<StoreCache>>>,
-    clients: Mutex<HashMap<(StoreKey, String), EgressClient>>,
+    stores: Mutex<HashMap<StoreKey, Arc<StoreState>>>,
     credentials: Credentials,
     resolver: Arc<dyn Resolver>,
 }
@@ -216,9 +231,9 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-fn hash_json(value: &serde_json::Value) -> u64 {
+fn hash_text(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.to_string().hash(&mut h);
+    text.hash(&mut h);
     h.finish()
 }
 
@@ -238,8 +253,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 host: Host::new(config)?,
                 providers: RwLock::default(),
-                caches: Mutex::default(),
-                clients: Mutex::default(),
+                stores: Mutex::default(),
                 credentials,
                 resolver,
             }),
@@ -309,6 +323,34 @@ impl Runtime {
     /// The provider installed as `name`.
     pub fn provider(&self, name: &str) -> Option<Arc<LoadedProvider>> {
         self.inner.providers.read().ok()?.get(name).cloned()
+    }
+
+    /// Instantiates provider `name` in a fresh sandbox and calls its `metadata` export:
+    /// the runtime's own per-call cost with no provider work, and a liveness check.
+    pub async fn ping(&self, name: &str) -> Result<(), RuntimeError> {
+        let provider = self
+            .provider(name)
+            .ok_or_else(|| RuntimeError::ProviderNotFound(name.to_string()))?;
+        let mut store = self.new_store(
+            provider.name_arc.clone(),
+            &provider.grants,
+            &provider.patterns,
+            None,
+            empty_store(),
+            Arc::default(),
+            CredentialPolicy::from_config(&serde_json::Value::Null, &empty_store(), false),
+        );
+        let run = async {
+            let bindings = provider.pre.instantiate_async(&mut store).await?;
+            bindings
+                .airlock_provider_secrets()
+                .call_metadata(&mut store)
+                .await
+        };
+        match run.await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(trap_error(&e, store.data(), &provider.grants)),
+        }
     }
 
     /// Metadata, capabilities and schema, read from a fresh instance.
@@ -419,33 +461,50 @@ impl Runtime {
         store
     }
 
-    fn store_cache(&self, key: &StoreKey) -> Arc<StoreCache> {
-        let mut caches = self.inner.caches.lock().unwrap_or_else(|p| p.into_inner());
-        caches.entry(key.clone()).or_default().clone()
-    }
-
-    fn egress_client(
+    /// The state of `store` for `provider`, created on first use.
+    fn store_state(
         &self,
-        key: &StoreKey,
         provider: &LoadedProvider,
         store: &StoreContext,
-    ) -> Result<Option<EgressClient>, RuntimeError> {
-        if provider.patterns.is_empty() {
-            return Ok(None);
+    ) -> Result<Arc<StoreState>, RuntimeError> {
+        let config_text = store.config.to_string();
+        let key = StoreKey {
+            provider: provider.name.clone(),
+            digest: provider.digest.clone(),
+            store: store.info.clone(),
+            config_hash: hash_text(&config_text),
+            tls_hash: store.tls_fingerprint(),
+        };
+        let mut stores = self.inner.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = stores.get(&key) {
+            return Ok(state.clone());
         }
-        let tls_key = format!("{:?}", store.tls_fingerprint());
-        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&(key.clone(), tls_key.clone())) {
-            return Ok(Some(c.clone()));
+        let client = if provider.patterns.is_empty() {
+            None
+        } else {
+            Some(EgressClient::new(
+                provider.address_policy.clone(),
+                &store.tls,
+                self.inner.resolver.clone(),
+                provider.grants.limits.connect_timeout,
+            )?)
+        };
+        let state = Arc::new(StoreState {
+            schema_error: validate_config(provider, &store.config).err(),
+            policy: CredentialPolicy::from_config(
+                &store.config,
+                &store.info,
+                provider.grants.allow_operator_token,
+            ),
+            cache: Arc::default(),
+            client,
+            config_text,
+        });
+        if stores.len() >= MAX_STORES {
+            stores.clear();
         }
-        let client = EgressClient::new(
-            provider.address_policy.clone(),
-            &store.tls,
-            self.inner.resolver.clone(),
-            provider.grants.limits.connect_timeout,
-        )?;
-        clients.insert((key.clone(), tls_key), client.clone());
-        Ok(Some(client))
+        stores.insert(key, state.clone());
+        Ok(state)
     }
 
     /// Runs `op` against a freshly opened client of `store`'s provider, under its limits.
@@ -465,26 +524,14 @@ impl Runtime {
         let provider = self
             .provider(&store.provider)
             .ok_or_else(|| RuntimeError::ProviderNotFound(store.provider.clone()))?;
-        if let Err(message) = validate_config(&provider, &store.config) {
+        let state = self.store_state(&provider, store)?;
+        if let Some(message) = &state.schema_error {
             return Err(RuntimeError::ConfigSchema {
                 provider: store.provider.clone(),
-                message,
+                message: message.clone(),
             }
             .into());
         }
-        let key = StoreKey {
-            provider: provider.name.clone(),
-            digest: provider.digest.clone(),
-            store: store.info.clone(),
-            config_hash: hash_json(&store.config),
-        };
-        let client = self.egress_client(&key, &provider, store)?;
-        let cache = self.store_cache(&key);
-        let policy = CredentialPolicy::from_config(
-            &store.config,
-            &store.info,
-            provider.grants.allow_operator_token,
-        );
         let _permit = provider
             .permits
             .clone()
@@ -495,12 +542,12 @@ impl Runtime {
             provider.name_arc.clone(),
             &provider.grants,
             &provider.patterns,
-            client,
+            state.client.clone(),
             store.info.clone(),
-            cache,
-            policy,
+            state.cache.clone(),
+            state.policy.clone(),
         );
-        let config_text = store.config.to_string();
+        let config_text = &state.config_text;
         let info = store_info_to_wit(&store.info);
         let timeout = provider.grants.limits.call_timeout;
         let run = async {
@@ -508,7 +555,7 @@ impl Runtime {
             let opened = bindings
                 .airlock_provider_secrets()
                 .client()
-                .call_open(&mut wstore, &config_text, &info)
+                .call_open(&mut wstore, config_text, &info)
                 .await?;
             match opened {
                 Ok(handle) => op(&mut wstore, &bindings, handle).await,

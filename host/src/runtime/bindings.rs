@@ -16,4 +16,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use airlock::provider::types as wit;
+pub use self::airlock::provider::types as wit;

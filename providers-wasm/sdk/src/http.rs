@@ -156,12 +156,20 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
         .set_path_with_query(Some(&url.path_with_query))
         .map_err(|_| invalid("path"))?;
 
-    let body = outgoing
-        .body()
-        .map_err(|_| Error::other("request body already taken"))?;
+    // A request without a body never takes the body resource: the host then sends an
+    // empty body at once instead of waiting for the guest to finish one.
+    let body = if request.body.is_empty() {
+        None
+    } else {
+        Some(
+            outgoing
+                .body()
+                .map_err(|_| Error::other("request body already taken"))?,
+        )
+    };
     let future = outgoing_handler::handle(outgoing, Some(RequestOptions::new()))
         .map_err(|e| describe(&request.url, &e))?;
-    if !request.body.is_empty() {
+    if let Some(body) = body {
         let stream = body
             .write()
             .map_err(|_| Error::other("request body stream already taken"))?;
@@ -171,8 +179,8 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
             })?;
         }
         drop(stream);
+        OutgoingBody::finish(body, None).map_err(|e| describe(&request.url, &e))?;
     }
-    OutgoingBody::finish(body, None).map_err(|e| describe(&request.url, &e))?;
 
     let incoming = loop {
         match future.get() {

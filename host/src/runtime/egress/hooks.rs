@@ -119,21 +119,11 @@ impl WasiHttpHooks for EgressHooks {
             .map_or(self.first_byte_timeout, |t| t.min(self.first_byte_timeout));
         Box::new(async move {
             let (parts, body) = request.into_parts();
-            let body = Limited::new(body, usize::try_from(max_request).unwrap_or(usize::MAX))
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.downcast_ref::<LengthLimitError>().is_some() {
-                        record(
-                            &refusals,
-                            format!("request body to {target} exceeds {max_request} bytes"),
-                        );
-                        HttpError::HttpRequestBodySize(None)
-                    } else {
-                        HttpError::InternalError(Some(e.to_string()))
-                    }
-                })?
-                .to_bytes();
+            let body = if http_body::Body::is_end_stream(&body) {
+                Bytes::new()
+            } else {
+                collect_request(body, max_request, &target, &refusals).await?
+            };
             let request = http::Request::from_parts(parts, Full::new(body));
             let response = match tokio::time::timeout(first_byte, client.send(request)).await {
                 Err(_) => {
@@ -184,6 +174,32 @@ impl WasiHttpHooks for EgressHooks {
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })
     }
+}
+
+/// Reads a guest's request body, refusing one over `max_request` bytes.
+async fn collect_request(
+    body: WasiBody,
+    max_request: u64,
+    target: &str,
+    refusals: &Mutex<Vec<String>>,
+) -> Result<Bytes, HttpError> {
+    Ok(
+        Limited::new(body, usize::try_from(max_request).unwrap_or(usize::MAX))
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    record(
+                        refusals,
+                        format!("request body to {target} exceeds {max_request} bytes"),
+                    );
+                    HttpError::HttpRequestBodySize(None)
+                } else {
+                    HttpError::InternalError(Some(e.to_string()))
+                }
+            })?
+            .to_bytes(),
+    )
 }
 
 /// Maps a client error to the wasi:http error code, recording address refusals.

@@ -1,0 +1,220 @@
+//! Runtime benchmark: prints a table of per-call overhead with a fresh instance, cold
+//! compile versus cached precompiled load, and a guest HTTP round trip through the host's
+//! pooled connector versus the same request from native reqwest with keep-alive.
+//!
+//! `cargo bench -p airlock --bench runtime` (or `make bench`). `AIRLOCK_BENCH_CALLS`
+//! sets the sample count (default 3000).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock::backend::{Backend, RemoteRef};
+use airlock::runtime::{Credentials, EngineConfig, Grants, Limits, Runtime, StaticCredentials};
+use serde_json::json;
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean,
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+async fn time_calls<F, Fut>(n: usize, mut f: F) -> Stats
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..(n / 10).max(10) {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+fn row(what: &str, s: &Stats, target: &str) {
+    println!(
+        "| {what:<58} | {:>10} | {:>10} | {:>10} | {target:<14} |",
+        us(s.p50),
+        us(s.p99),
+        us(s.mean)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("AIRLOCK_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let creds: Credentials = Arc::new(StaticCredentials::default());
+    let fake = airlock_test_artifacts::read(airlock_test_artifacts::FAKE);
+    let hostile = airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE);
+
+    // Compile versus cached load.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = EngineConfig {
+        cache_dir: Some(dir.path().into()),
+        ..EngineConfig::default()
+    };
+    let cold_rt = Runtime::new(&engine, creds.clone()).expect("runtime");
+    let t = Instant::now();
+    cold_rt
+        .install("fake", &fake, Grants::none())
+        .await
+        .expect("install");
+    let cold = t.elapsed();
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        let rt = Runtime::new(&engine, creds.clone()).expect("runtime");
+        let t = Instant::now();
+        rt.install("fake", &fake, Grants::none())
+            .await
+            .expect("install");
+        warm.push(t.elapsed());
+    }
+    let warm = stats(warm);
+
+    // Per-call overhead: fake provider, no network, fresh instance per call.
+    let rt = cold_rt;
+    let store = common::store(
+        "fake",
+        "bench",
+        json!({"data": [{"key": "db", "value": "{\"password\":\"s3cr3t\"}"}]}),
+    );
+    let ping = time_calls(n, || async {
+        rt.ping("fake").await.expect("ping");
+    })
+    .await;
+    let one = [RemoteRef::key("db").property("password")];
+    let call = time_calls(n, || async {
+        let r = rt.get_secrets(&store, &one).await.expect("call");
+        assert!(r[0].as_ref().expect("ok").is_some());
+    })
+    .await;
+    let ten: Vec<RemoteRef> = (0..10).map(|_| one[0].clone()).collect();
+    let batch = time_calls(n / 2, || async {
+        let r = rt.get_secrets(&store, &ten).await.expect("call");
+        assert_eq!(r.len(), 10);
+    })
+    .await;
+
+    // HTTP round trip on loopback: guest through the host's pooled connector vs reqwest.
+    let server = common::serve().await;
+    let grants = Grants::parse(
+        &[format!("http://127.0.0.1:{}", server.port)],
+        &[],
+        Limits::default(),
+    )
+    .expect("grants");
+    rt.install("hostile", &hostile, grants)
+        .await
+        .expect("install");
+    let http_store = common::store("hostile", "bench-http", json!({}));
+    let url = server.url("/ok");
+    let via_guest = [RemoteRef::key(format!("http:{url}"))];
+    let guest = time_calls(n, || async {
+        let r = rt.get_secrets(&http_store, &via_guest).await.expect("call");
+        assert!(r[0].is_ok());
+    })
+    .await;
+    let connections_after_guest = server.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(8)
+        .build()
+        .expect("reqwest");
+    let native = time_calls(n, || async {
+        let body = client
+            .get(&url)
+            .send()
+            .await
+            .expect("send")
+            .bytes()
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"hello");
+    })
+    .await;
+
+    println!();
+    println!("Airlock runtime benchmark ({n} samples per row; 2-core machine)");
+    println!();
+    println!(
+        "| {:<58} | {:>10} | {:>10} | {:>10} | {:<14} |",
+        "what", "p50", "p99", "mean", "target"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(60),
+        "-".repeat(12),
+        "-".repeat(12),
+        "-".repeat(12),
+        "-".repeat(16)
+    );
+    row(
+        "runtime only: fresh instance + one export call (ping)",
+        &ping,
+        "p50≤25 p99≤200",
+    );
+    row(
+        "fake get, 1 ref, fresh instance (instantiate+open+get)",
+        &call,
+        "",
+    );
+    row("fake get_secrets, 10 refs in one call", &batch, "");
+    row(
+        "guest HTTP GET via host pooled connector (fresh instance)",
+        &guest,
+        "≤1.25× native",
+    );
+    row("native reqwest GET, keep-alive", &native, "");
+    println!();
+    println!(
+        "| {:<58} | {:>10} |",
+        "component load (fake, {} bytes)".replace("{}", &fake.len().to_string()),
+        "time"
+    );
+    println!("|{}|{}|", "-".repeat(60), "-".repeat(12));
+    println!(
+        "| {:<58} | {:>10} |",
+        "cold: compile with Cranelift + write precompiled",
+        ms(cold)
+    );
+    println!(
+        "| {:<58} | {:>10} |",
+        "cached: load precompiled from disk (p50 of 20)",
+        ms(warm.p50)
+    );
+    println!();
+    let ratio = guest.p50.as_secs_f64() / native.p50.as_secs_f64();
+    println!("guest/native HTTP p50 ratio: {ratio:.2}×");
+    println!(
+        "loopback connections opened by the guest path for {} requests: {connections_after_guest}",
+        n + n / 10
+    );
+}

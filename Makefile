@@ -47,6 +47,10 @@ wasm:
 bench:
 	cargo bench -p airlock --bench runtime
 
+## demo: local control plane + operator + fake provider; prints the synced Secret.
+demo: setup
+	tests/scripts/demo.sh $(DEMO_ARGS)
+
 ## cluster: a local control plane for humans; prints the KUBECONFIG line.
 cluster: k8s
 	cargo run -p airlock-testenv --bin airlock-cluster

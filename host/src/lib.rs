@@ -3,5 +3,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod controller;
 pub mod crd;
+pub mod kube_credentials;
 pub mod runtime;

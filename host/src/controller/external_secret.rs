@@ -1,0 +1,897 @@
+//! The ExternalSecret reconciler: fetches what an ExternalSecret asks for from its store's
+//! provider and writes the target Secret with server-side apply.
+//!
+//! A failure never deletes or blanks an existing Secret: it sets `Ready=False` with reason
+//! `SecretSyncedError`, publishes a Warning event and retries with backoff. Managed Secrets
+//! are watched (by the managed label) so that an edited or deleted Secret is repaired.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::secret_store::{kind_name, store_context};
+use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, ready_condition};
+use crate::backend::{
+    Backend, BackendError, FindCriteria, MetadataPolicy, RemoteRef, SecretValue, StoreContext,
+    StoreKind,
+};
+use crate::crd::common::{
+    CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL, SecretStoreRef, StoreKind as CrdKind,
+};
+use crate::crd::external_secret::{
+    ConversionStrategy, CreationPolicy, DecodingStrategy, DeletionPolicy,
+    ExternalSecretDataRemoteRef, ExternalSecretRewrite, NullBytePolicy, RefreshPolicy,
+};
+use crate::crd::{ClusterSecretStore, ConditionStatus, ExternalSecret, SecretStore};
+
+/// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Runs the ExternalSecret controller, watching managed Secrets for drift.
+pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
+    let api: Api<ExternalSecret> = super::scoped_api(&ctx);
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let secrets: Api<Secret> = super::scoped_api(&ctx);
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+    controller
+        .watches(secrets, managed, move |secret: Secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|es| es.namespace() == namespace && target_name(es) == name)
+                .map(|es| ObjectRef::from_obj(es.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(super::controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move { log_result("externalsecret", r) })
+        .await;
+}
+
+fn key(es: &ExternalSecret) -> String {
+    format!(
+        "externalsecret/{}/{}",
+        es.namespace().unwrap_or_default(),
+        es.name_any()
+    )
+}
+
+fn error_policy<B: ModuleHost>(es: Arc<ExternalSecret>, _: &Error, ctx: Arc<Context<B>>) -> Action {
+    ctx.backoff(key(&es))
+}
+
+/// The target Secret's name: `spec.target.name`, else the ExternalSecret's name.
+pub fn target_name(es: &ExternalSecret) -> String {
+    es.spec
+        .target
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| es.name_any())
+}
+
+fn hex56(bytes: &[u8]) -> String {
+    let mut h = hex::encode(Sha256::digest(bytes));
+    h.truncate(56);
+    h
+}
+
+/// Hash of a Secret's data, stored in the data-hash annotation to detect drift.
+pub fn data_hash(data: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in data {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v);
+    }
+    let mut out = hex::encode(h.finalize());
+    out.truncate(56);
+    out
+}
+
+/// `<generation>-<hash of labels and annotations>`: a change means the user changed the
+/// ExternalSecret (including the force-sync annotation).
+pub fn synced_resource_version(es: &ExternalSecret) -> String {
+    let meta = json!([es.labels(), es.annotations()]);
+    format!(
+        "{}-{}",
+        es.meta().generation.unwrap_or_default(),
+        hex56(meta.to_string().as_bytes())
+    )
+}
+
+fn interval(es: &ExternalSecret) -> Duration {
+    es.spec.refresh_interval.parse().unwrap_or(DEFAULT_INTERVAL)
+}
+
+fn seconds_since(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second() - time.0.as_second()
+}
+
+/// ESO's `shouldRefresh`: whether this reconcile must fetch from the provider.
+pub fn should_refresh(es: &ExternalSecret) -> bool {
+    let status = es.status.as_ref();
+    let refresh_time = status.and_then(|s| s.refresh_time.as_ref());
+    let synced = status.and_then(|s| s.synced_resource_version.as_deref());
+    let ready = find_ready(status.and_then(|s| s.conditions.as_deref()))
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    if !ready {
+        return true;
+    }
+    let current = synced_resource_version(es);
+    match es.spec.refresh_policy {
+        Some(RefreshPolicy::CreatedOnce) => synced.is_none() || refresh_time.is_none(),
+        Some(RefreshPolicy::OnChange) => synced != Some(current.as_str()),
+        Some(RefreshPolicy::Periodic) | None => {
+            let every = interval(es);
+            let Some(refreshed) = refresh_time else {
+                return true;
+            };
+            if every.is_zero() {
+                return false;
+            }
+            if synced != Some(current.as_str()) {
+                return true;
+            }
+            let age = seconds_since(refreshed);
+            age < 0 || age as u64 >= every.as_secs()
+        }
+    }
+}
+
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the existing target still is what the last sync wrote.
+fn secret_valid(es: &ExternalSecret, existing: Option<&Secret>) -> bool {
+    let policy = es.spec.target.creation_policy;
+    match (policy, existing) {
+        (CreationPolicy::Orphan | CreationPolicy::None, _) => true,
+        (CreationPolicy::Merge, None) => true,
+        (_, None) => false,
+        (_, Some(s)) => {
+            s.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true")
+                && s.annotations().get(DATA_HASH_ANNOTATION) == Some(&data_hash(&secret_data(s)))
+        }
+    }
+}
+
+/// How a successful sync ended.
+struct Synced {
+    reason: &'static str,
+    message: &'static str,
+    event: Option<(&'static str, &'static str)>,
+}
+
+impl Synced {
+    fn ok(event: Option<(&'static str, &'static str)>) -> Self {
+        Synced {
+            reason: "SecretSynced",
+            message: "secret synced",
+            event,
+        }
+    }
+}
+
+async fn reconcile<B: ModuleHost>(
+    es: Arc<ExternalSecret>,
+    ctx: Arc<Context<B>>,
+) -> Result<Action, Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let target = target_name(&es);
+    let existing = secrets.get_opt(&target).await?;
+    let every = interval(&es);
+    if !should_refresh(&es) && secret_valid(&es, existing.as_ref()) {
+        let next = match es.status.as_ref().and_then(|s| s.refresh_time.as_ref()) {
+            _ if every.is_zero() => return Ok(Action::await_change()),
+            Some(t) => every.saturating_sub(Duration::from_secs(seconds_since(t).max(0) as u64)),
+            None => every,
+        };
+        return Ok(Action::requeue(next.max(Duration::from_secs(1))));
+    }
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = es.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let started = super::now();
+    match sync(&es, &ctx, existing).await {
+        Ok(done) => {
+            let condition =
+                ready_condition(previous, ConditionStatus::True, done.reason, done.message);
+            let status = json!({"status": {
+                "conditions": [condition],
+                "refreshTime": started,
+                "syncedResourceVersion": synced_resource_version(&es),
+                "binding": {"name": target},
+            }});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            if let Some((reason, note)) = done.event {
+                ctx.event(es.as_ref(), EventType::Normal, reason, note.into())
+                    .await;
+            }
+            ctx.succeeded(&key(&es));
+            Ok(if every.is_zero() {
+                Action::await_change()
+            } else {
+                Action::requeue(every)
+            })
+        }
+        Err(e) => {
+            let message = match &e {
+                Error::Backend(_) => {
+                    format!(
+                        "could not get secret data from provider ({}): {e}",
+                        e.reason()
+                    )
+                }
+                _ => format!("{} ({})", e, e.reason()),
+            };
+            tracing::warn!(externalsecret = %format!("{namespace}/{name}"), reason = e.reason(), error = %message, "sync failed");
+            let condition = ready_condition(
+                previous,
+                ConditionStatus::False,
+                "SecretSyncedError",
+                message.clone(),
+            );
+            let status = json!({"status": {"conditions": [condition]}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            ctx.event(es.as_ref(), EventType::Warning, "UpdateFailed", message)
+                .await;
+            if e.is_retryable() {
+                Err(e)
+            } else {
+                Ok(Action::await_change())
+            }
+        }
+    }
+}
+
+async fn sync<B: ModuleHost>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+    existing: Option<Secret>,
+) -> Result<Synced, Error> {
+    if es.spec.target.manifest.is_some() {
+        return Err(Error::Unsupported {
+            reason: "GenericTargetNotSupportedYet",
+            message: "spec.target.manifest (generic targets) is not supported yet".into(),
+        });
+    }
+    if let Some(t) = &es.spec.target.template
+        && (t.data.as_ref().is_some_and(|d| !d.is_empty())
+            || t.template_from.as_ref().is_some_and(|d| !d.is_empty()))
+    {
+        return Err(Error::Unsupported {
+            reason: "TemplateNotSupportedYet",
+            message: "spec.target.template.data and templateFrom are not supported yet; nothing was written".into(),
+        });
+    }
+    let data = fetch(es, ctx).await?;
+    let target = &es.spec.target;
+    if data.is_empty() {
+        match target.deletion_policy {
+            DeletionPolicy::Retain => {
+                return Ok(Synced {
+                    reason: "SecretSynced",
+                    message: "secret retained due to DeletionPolicy=Retain",
+                    event: None,
+                });
+            }
+            DeletionPolicy::Delete => {
+                if let Some(s) = &existing
+                    && target.creation_policy == CreationPolicy::Owner
+                    && controlled_by(s, es)
+                {
+                    let api: Api<Secret> =
+                        Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+                    api.delete(&s.name_any(), &DeleteParams::default()).await?;
+                }
+                return Ok(Synced {
+                    reason: "SecretDeleted",
+                    message: "secret deleted due to DeletionPolicy=Delete",
+                    event: existing.as_ref().map(|_| ("Deleted", "secret deleted")),
+                });
+            }
+            DeletionPolicy::Merge => {}
+        }
+    }
+    write(es, ctx, existing, data).await
+}
+
+fn controller_of(
+    s: &Secret,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    s.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+fn controlled_by(s: &Secret, es: &ExternalSecret) -> bool {
+    controller_of(s).is_some_and(|o| Some(&o.uid) == es.meta().uid.as_ref())
+}
+
+async fn write<B: ModuleHost>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+    existing: Option<Secret>,
+    data: BTreeMap<String, SecretValue>,
+) -> Result<Synced, Error> {
+    let target = &es.spec.target;
+    let policy = target.creation_policy;
+    if policy == CreationPolicy::None {
+        return Ok(Synced::ok(None));
+    }
+    if let Some(s) = &existing
+        && let Some(owner) = controller_of(s)
+        && owner.kind == "ExternalSecret"
+        && Some(&owner.uid) != es.meta().uid.as_ref()
+    {
+        return Err(Error::OwnedByAnother(format!(
+            "target is owned by another ExternalSecret ({})",
+            owner.name
+        )));
+    }
+    if policy == CreationPolicy::Merge && existing.is_none() {
+        return Ok(Synced {
+            reason: "SecretMissing",
+            message: "secret will not be created due to CreationPolicy=Merge",
+            event: None,
+        });
+    }
+    let merge = matches!(
+        policy,
+        CreationPolicy::Merge | CreationPolicy::CreateOrMerge
+    );
+    let mut full: BTreeMap<String, Vec<u8>> = match (&existing, merge) {
+        (Some(s), true) => secret_data(s),
+        _ => BTreeMap::new(),
+    };
+    for (k, v) in &data {
+        full.insert(k.clone(), v.expose().to_vec());
+    }
+    let hash = data_hash(&full);
+    let namespace = es.namespace().unwrap_or_default();
+    let name = target_name(es);
+
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(meta) = target.template.as_ref().and_then(|t| t.metadata.as_ref()) {
+        labels.extend(meta.labels.clone().unwrap_or_default());
+        annotations.extend(meta.annotations.clone().unwrap_or_default());
+    }
+    labels.insert(MANAGED_LABEL.into(), "true".into());
+    annotations.insert(DATA_HASH_ANNOTATION.into(), hash.clone());
+    let owner = policy == CreationPolicy::Owner;
+    if owner {
+        labels.insert(
+            CREATED_BY_LABEL.into(),
+            hex56(format!("{namespace}/{}", es.name_any()).as_bytes()),
+        );
+    }
+
+    if let Some(s) = &existing {
+        let unchanged = secret_data(s) == full
+            && labels.iter().all(|(k, v)| s.labels().get(k) == Some(v))
+            && annotations
+                .iter()
+                .all(|(k, v)| s.annotations().get(k) == Some(v))
+            && (!owner || controlled_by(s, es));
+        if unchanged {
+            return Ok(Synced::ok(None));
+        }
+        if s.immutable == Some(true) && secret_data(s) != full {
+            return Err(Error::Immutable);
+        }
+    }
+
+    let encoded: BTreeMap<&str, String> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(v.expose()),
+            )
+        })
+        .collect();
+    let mut metadata = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+    });
+    if owner {
+        metadata["ownerReferences"] = json!([{
+            "apiVersion": ExternalSecret::api_version(&()),
+            "kind": ExternalSecret::kind(&()),
+            "name": es.name_any(),
+            "uid": es.meta().uid.clone().unwrap_or_default(),
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]);
+    }
+    let mut object = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "data": encoded,
+    });
+    if let Some(t) = target.template.as_ref().and_then(|t| t.type_.as_ref()) {
+        object["type"] = json!(t);
+    }
+    if target.immutable == Some(true) {
+        object["immutable"] = json!(true);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    if !merge {
+        // Owner and Orphan replace the data: drop keys other field managers put there.
+        let extra: serde_json::Map<String, serde_json::Value> = secret_data(&applied)
+            .into_keys()
+            .filter(|k| !data.contains_key(k))
+            .map(|k| (k, serde_json::Value::Null))
+            .collect();
+        if !extra.is_empty() {
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"data": extra})),
+            )
+            .await?;
+        }
+    }
+    Ok(Synced::ok(Some(if existing.is_some() {
+        ("Updated", "secret updated")
+    } else {
+        ("Created", "secret created")
+    })))
+}
+
+/// Fetches everything the ExternalSecret asks for: `dataFrom[]` in order, then `data[]`
+/// (later keys win). All `data[]` refs of one store go in one batched call.
+async fn fetch<B: Backend>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+) -> Result<BTreeMap<String, SecretValue>, Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let default_ref = es.spec.secret_store_ref.clone();
+    let mut stores: HashMap<(String, String), StoreContext> = HashMap::new();
+    let retain = es.spec.target.deletion_policy == DeletionPolicy::Retain;
+    let mut out: BTreeMap<String, SecretValue> = BTreeMap::new();
+
+    for (i, from) in es.spec.data_from.iter().flatten().enumerate() {
+        let source = from.source_ref.as_ref();
+        if source.and_then(|s| s.generator_ref.as_ref()).is_some() {
+            return Err(Error::Unsupported {
+                reason: "GeneratorNotSupportedYet",
+                message: format!(
+                    "spec.dataFrom[{i}].sourceRef.generatorRef: generators are not supported yet"
+                ),
+            });
+        }
+        let store_ref = source
+            .and_then(|s| s.store_ref.clone())
+            .or_else(|| default_ref.clone());
+        let store = store_for(ctx, &namespace, store_ref, &mut stores).await?;
+        let (entries, conversion, decoding, null_bytes) = if let Some(extract) = &from.extract {
+            let reference = remote_ref(extract);
+            match ctx.backend.get_secret_map(&store, &reference).await? {
+                Some(map) => (
+                    map,
+                    extract.conversion_strategy,
+                    extract.decoding_strategy,
+                    extract.null_byte_policy,
+                ),
+                None if retain => {
+                    return Err(Error::SecretNotFoundAtProvider(format!(
+                        "secret does not exist at provider using spec.dataFrom[{i}] (key={})",
+                        extract.key
+                    )));
+                }
+                None => {
+                    ctx.event(
+                        es,
+                        EventType::Normal,
+                        "MissingProviderSecret",
+                        format!("secret does not exist at provider using spec.dataFrom[{i}]"),
+                    )
+                    .await;
+                    continue;
+                }
+            }
+        } else if let Some(find) = &from.find {
+            let criteria = FindCriteria {
+                path: find.path.clone(),
+                name_regexp: find.name.as_ref().and_then(|n| n.regexp.clone()),
+                tags: find.tags.clone().unwrap_or_default(),
+            };
+            (
+                ctx.backend.get_all_secrets(&store, &criteria).await?,
+                find.conversion_strategy,
+                find.decoding_strategy,
+                find.null_byte_policy,
+            )
+        } else {
+            continue;
+        };
+        let rewrites = from.rewrite.as_deref().unwrap_or_default();
+        for (remote_key, value) in entries {
+            let what = format!("spec.dataFrom[{i}]");
+            let key = if rewrites.is_empty() {
+                convert_key(&remote_key, conversion.unwrap_or_default())
+            } else {
+                rewrite_key(&remote_key, rewrites, &what)?
+            };
+            if key.is_empty() {
+                continue;
+            }
+            check_key(&key, &what)?;
+            let value = decode(value, decoding.unwrap_or_default(), &what)?;
+            check_null_bytes(&value, null_bytes.unwrap_or_default(), &what)?;
+            out.insert(key, value);
+        }
+    }
+
+    // data[]: one batched call per store.
+    let mut batches: Vec<(StoreContext, Vec<usize>)> = Vec::new();
+    let data = es.spec.data.as_deref().unwrap_or_default();
+    for (i, item) in data.iter().enumerate() {
+        let store_ref = item
+            .source_ref
+            .as_ref()
+            .and_then(|s| s.store_ref.clone())
+            .or_else(|| default_ref.clone());
+        let store = store_for(ctx, &namespace, store_ref, &mut stores).await?;
+        match batches.iter_mut().find(|(s, _)| s.info == store.info) {
+            Some((_, items)) => items.push(i),
+            None => batches.push((store, vec![i])),
+        }
+    }
+    for (store, items) in batches {
+        let refs: Vec<RemoteRef> = items
+            .iter()
+            .map(|&i| remote_ref(&data[i].remote_ref))
+            .collect();
+        let results = ctx.backend.get_secrets(&store, &refs).await?;
+        for (&i, result) in items.iter().zip(results) {
+            let item = &data[i];
+            let what = format!("spec.data[{i}] (key={})", item.remote_ref.key);
+            match result.map_err(BackendError::from)? {
+                Some(value) => {
+                    let value = decode(
+                        value,
+                        item.remote_ref.decoding_strategy.unwrap_or_default(),
+                        &what,
+                    )?;
+                    check_null_bytes(
+                        &value,
+                        item.remote_ref.null_byte_policy.unwrap_or_default(),
+                        &what,
+                    )?;
+                    out.insert(item.secret_key.clone(), value);
+                }
+                None if retain => {
+                    return Err(Error::SecretNotFoundAtProvider(format!(
+                        "secret does not exist at provider using {what}"
+                    )));
+                }
+                None => {
+                    ctx.event(
+                        es,
+                        EventType::Normal,
+                        "MissingProviderSecret",
+                        format!("secret does not exist at provider using {what}"),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn remote_ref(r: &ExternalSecretDataRemoteRef) -> RemoteRef {
+    use crate::crd::external_secret::MetadataPolicy as CrdPolicy;
+    RemoteRef {
+        key: r.key.clone(),
+        property: r.property.clone().filter(|p| !p.is_empty()),
+        version: r.version.clone().filter(|v| !v.is_empty()),
+        metadata_policy: match r.metadata_policy {
+            Some(CrdPolicy::Fetch) => MetadataPolicy::Fetch,
+            _ => MetadataPolicy::None,
+        },
+    }
+}
+
+/// Resolves a store reference once per reconcile.
+async fn store_for<B>(
+    ctx: &Context<B>,
+    namespace: &str,
+    store_ref: Option<SecretStoreRef>,
+    cache: &mut HashMap<(String, String), StoreContext>,
+) -> Result<StoreContext, Error> {
+    let store_ref = store_ref.ok_or_else(|| {
+        Error::StoreNotFound("spec.secretStoreRef is not set and the entry names no store".into())
+    })?;
+    let id = (
+        format!("{:?}", store_ref.kind_or_default()),
+        store_ref.name.clone(),
+    );
+    if let Some(s) = cache.get(&id) {
+        return Ok(s.clone());
+    }
+    let store = resolve_store(ctx, namespace, &store_ref).await?;
+    cache.insert(id, store.clone());
+    Ok(store)
+}
+
+/// Reads the referenced SecretStore (in `namespace`) or ClusterSecretStore and checks that a
+/// ClusterSecretStore may be used from `namespace`.
+pub async fn resolve_store<B>(
+    ctx: &Context<B>,
+    namespace: &str,
+    store_ref: &SecretStoreRef,
+) -> Result<StoreContext, Error> {
+    let name = &store_ref.name;
+    match store_ref.kind_or_default() {
+        CrdKind::SecretStore => {
+            let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), namespace);
+            let store = api.get_opt(name).await?.ok_or_else(|| {
+                Error::StoreNotFound(format!(
+                    "SecretStore {name:?} not found in namespace {namespace:?}"
+                ))
+            })?;
+            store_context(&store.spec, StoreKind::SecretStore, name, namespace)
+        }
+        CrdKind::ClusterSecretStore => {
+            let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
+            let store = api.get_opt(name).await?.ok_or_else(|| {
+                Error::StoreNotFound(format!("ClusterSecretStore {name:?} not found"))
+            })?;
+            if let Some(conditions) = store.spec.conditions.as_deref().filter(|c| !c.is_empty()) {
+                let mut allowed = false;
+                for c in conditions {
+                    let by_name = c.namespaces.iter().flatten().any(|n| n == namespace);
+                    let by_regex = c
+                        .namespace_regexes
+                        .iter()
+                        .flatten()
+                        .any(|r| regex::Regex::new(r).is_ok_and(|re| re.is_match(namespace)));
+                    let by_selector = match &c.namespace_selector {
+                        Some(selector) => {
+                            let ns: Api<Namespace> = Api::all(ctx.client.clone());
+                            let labels = ns
+                                .get_opt(namespace)
+                                .await?
+                                .map(|n| n.labels().clone())
+                                .unwrap_or_default();
+                            selector_matches(selector, &labels)
+                        }
+                        None => false,
+                    };
+                    if by_name || by_regex || by_selector {
+                        allowed = true;
+                        break;
+                    }
+                }
+                if !allowed {
+                    return Err(Error::StoreNotAllowed(format!(
+                        "using {} {name:?} is not allowed from namespace {namespace:?}",
+                        kind_name(StoreKind::ClusterSecretStore)
+                    )));
+                }
+            }
+            store_context(&store.spec, StoreKind::ClusterSecretStore, name, namespace)
+        }
+    }
+}
+
+/// Whether `labels` match a label selector (`matchLabels` and `matchExpressions`).
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
+/// ESO's key conversion for `dataFrom`: `Default` turns every character other than letters,
+/// digits, `-`, `.` and `_` into `_`; `Unicode` into `_U<hex>_`.
+pub fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c.to_string()
+            } else {
+                match strategy {
+                    ConversionStrategy::Default => "_".to_string(),
+                    ConversionStrategy::Unicode => format!("_U{:04x}_", c as u32),
+                }
+            }
+        })
+        .collect()
+}
+
+fn rewrite_key(key: &str, rewrites: &[ExternalSecretRewrite], what: &str) -> Result<String, Error> {
+    let mut key = key.to_string();
+    for r in rewrites {
+        match &r.regexp {
+            Some(re) => {
+                let compiled = regex::Regex::new(&re.source).map_err(|e| {
+                    Error::InvalidData(format!("{what}: rewrite regexp {:?}: {e}", re.source))
+                })?;
+                key = compiled.replace_all(&key, re.target.as_str()).into_owned();
+            }
+            None => {
+                return Err(Error::Unsupported {
+                    reason: "RewriteNotSupportedYet",
+                    message: format!("{what}: only rewrite.regexp is supported yet"),
+                });
+            }
+        }
+    }
+    Ok(key)
+}
+
+fn check_key(key: &str, what: &str) -> Result<(), Error> {
+    let valid = key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidData(format!(
+            "{what}: invalid secret key {key:?} (TIP: use rewrite or conversionStrategy to change keys)"
+        )))
+    }
+}
+
+/// Applies a `decodingStrategy`. `Auto` tries Base64, then Base64URL, else keeps the bytes.
+pub fn decode(
+    value: SecretValue,
+    strategy: DecodingStrategy,
+    what: &str,
+) -> Result<SecretValue, Error> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let bytes = value.expose();
+    let decoded = match strategy {
+        DecodingStrategy::None => return Ok(value),
+        DecodingStrategy::Base64 => STANDARD.decode(bytes),
+        DecodingStrategy::Base64Url => URL_SAFE.decode(bytes),
+        DecodingStrategy::Auto => {
+            match STANDARD.decode(bytes).or_else(|_| URL_SAFE.decode(bytes)) {
+                Ok(v) => Ok(v),
+                Err(_) => return Ok(value),
+            }
+        }
+    };
+    decoded.map(SecretValue::new).map_err(|_| {
+        Error::InvalidData(format!(
+            "{what}: the value is not valid {}",
+            match strategy {
+                DecodingStrategy::Base64Url => "base64url",
+                _ => "base64",
+            }
+        ))
+    })
+}
+
+fn check_null_bytes(value: &SecretValue, policy: NullBytePolicy, what: &str) -> Result<(), Error> {
+    if policy == NullBytePolicy::Fail && value.expose().contains(&0) {
+        return Err(Error::InvalidData(format!(
+            "{what}: the value contains a NUL byte (nullBytePolicy: Fail)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_convert_like_eso() {
+        assert_eq!(
+            convert_key("production/db key", ConversionStrategy::Default),
+            "production_db_key"
+        );
+        assert_eq!(convert_key("a/b", ConversionStrategy::Unicode), "a_U002f_b");
+    }
+
+    #[test]
+    fn decoding_strategies_decode_or_refuse_without_showing_the_value() {
+        let v = |s: &str| SecretValue::new(s.as_bytes().to_vec());
+        let text = |r: Result<SecretValue, Error>| {
+            String::from_utf8(r.unwrap().expose().to_vec()).unwrap()
+        };
+        assert_eq!(
+            text(decode(v("aGVsbG8="), DecodingStrategy::Base64, "x")),
+            "hello"
+        );
+        assert_eq!(
+            text(decode(v("aGk_"), DecodingStrategy::Base64Url, "x")),
+            "hi?"
+        );
+        assert_eq!(
+            text(decode(v("not base64!"), DecodingStrategy::Auto, "x")),
+            "not base64!"
+        );
+        assert_eq!(
+            text(decode(v("aGVsbG8="), DecodingStrategy::None, "x")),
+            "aGVsbG8="
+        );
+        let err = decode(v("s3cr3t!!"), DecodingStrategy::Base64, "spec.data[0]").unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn rewrites_apply_in_order() {
+        use crate::crd::external_secret::RewriteRegexp;
+        let rw = |s: &str, t: &str| ExternalSecretRewrite {
+            regexp: Some(RewriteRegexp {
+                source: s.into(),
+                target: t.into(),
+            }),
+            transform: None,
+            merge: None,
+        };
+        let out = rewrite_key(
+            "production/api-keys",
+            &[rw("^production/", ""), rw("-", "_")],
+            "x",
+        )
+        .unwrap();
+        assert_eq!(out, "api_keys");
+    }
+
+    #[test]
+    fn data_hash_depends_on_keys_and_values() {
+        let a = BTreeMap::from([("k".to_string(), b"v".to_vec())]);
+        let b = BTreeMap::from([("k".to_string(), b"w".to_vec())]);
+        assert_ne!(data_hash(&a), data_hash(&b));
+        assert_eq!(data_hash(&a).len(), 56);
+    }
+}

@@ -1,0 +1,456 @@
+//! The operator against a real kube-apiserver: each test runs the controllers in-process,
+//! scoped to a namespace of its own, with the real `fake.wasm` loaded through a `Provider`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock::controller::{self, Config};
+use airlock::crd::{self, ExternalSecret, Provider, SecretStore};
+use airlock::kube_credentials::KubeCredentials;
+use airlock::runtime::{EngineConfig, Runtime};
+use airlock_testenv::ControlPlane;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One test's world: a namespace, a client and a running operator.
+struct Env {
+    client: Client,
+    ns: String,
+    _providers: tempfile::TempDir,
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("airlock-operator-cache-{}", std::process::id()))
+}
+
+/// Polls `check` until it returns `Some`, failing after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {TIMEOUT:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn apply<K>(api: &Api<K>, value: Value)
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("airlock-test").force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crd::all() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("airlock-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+    }
+    for crd in crd::all() {
+        let name = crd.name_any();
+        eventually(&format!("CRD {name} established"), || async {
+            let c = api.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+/// CRDs, a namespace, the `fake` Provider loaded, and the operator running.
+async fn start(prefix: &str) -> Env {
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace(prefix).await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::FAKE,
+        providers.path().join("fake.wasm"),
+    )
+    .expect("copy fake.wasm");
+    let runtime = Runtime::new(
+        &EngineConfig {
+            cache_dir: Some(cache_dir()),
+            ..EngineConfig::default()
+        },
+        Arc::new(KubeCredentials::new(client.clone())),
+    )
+    .expect("runtime");
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    let providers_api: Api<Provider> = Api::all(client.clone());
+    apply(
+        &providers_api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
+    )
+    .await;
+    // This test's operator has loaded the module (other tests' operators may have set the
+    // status already).
+    eventually("the fake provider loaded in this operator", || async {
+        runtime.provider("fake").map(|_| ())
+    })
+    .await;
+    Env {
+        client,
+        ns,
+        _providers: providers,
+    }
+}
+
+fn fake_data() -> Value {
+    json!([
+        {"key": "production/database", "value": "{\"username\":\"admin\",\"password\":\"s3cr3t\"}"},
+        {"key": "production/api-keys", "value": "{\"api-key\":\"abc123\"}"},
+        {"key": "staging/database", "value": "stage"}
+    ])
+}
+
+impl Env {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn store(&self, name: &str, fake: Value) {
+        apply(
+            &self.api::<SecretStore>(),
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                   "metadata": {"name": name, "namespace": self.ns},
+                   "spec": {"provider": {"fake": fake}}}),
+        )
+        .await;
+    }
+
+    async fn external_secret(&self, name: &str, spec: Value) {
+        apply(
+            &self.api::<ExternalSecret>(),
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                   "metadata": {"name": name, "namespace": self.ns}, "spec": spec}),
+        )
+        .await;
+    }
+
+    /// The ExternalSecret's Ready condition once it has the wanted status.
+    async fn ready(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> (ExternalSecret, crd::Condition) {
+        let api = self.api::<ExternalSecret>();
+        eventually(
+            &format!("ExternalSecret {name} Ready={status} {reason}"),
+            || async {
+                let es = api.get(name).await.ok()?;
+                let c = es
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .find(|c| c.type_ == "Ready")?
+                    .clone();
+                (format!("{:?}", c.status) == status && c.reason.as_deref() == Some(reason))
+                    .then_some((es, c))
+            },
+        )
+        .await
+    }
+
+    async fn secret_data(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let s = self.api::<Secret>().get_opt(name).await.ok()??;
+        Some(text_data(&s))
+    }
+}
+
+fn text_data(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+fn seed_es(store: &str) -> Value {
+    json!({
+        "refreshInterval": "1h",
+        "secretStoreRef": {"name": store, "kind": "SecretStore"},
+        "target": {"name": "database-credentials", "creationPolicy": "Owner"},
+        "data": [
+            {"secretKey": "username", "remoteRef": {"key": "production/database", "property": "username"}},
+            {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
+        ]
+    })
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_external_secret_syncs_into_an_owned_managed_secret() {
+    let env = start("es-sync").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+
+    let (es, ready) = env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(ready.message.as_deref(), Some("secret synced"));
+    let status = es.status.as_ref().unwrap();
+    assert!(status.refresh_time.is_some(), "{status:?}");
+    assert_eq!(
+        status.binding.as_ref().map(|b| b.name.as_str()),
+        Some("database-credentials")
+    );
+    assert!(
+        status
+            .synced_resource_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("1-")),
+        "{status:?}"
+    );
+
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .expect("the target Secret exists");
+    assert_eq!(
+        text_data(&secret),
+        map(&[("username", "admin"), ("password", "s3cr3t")])
+    );
+    assert_eq!(
+        secret
+            .labels()
+            .get("reconcile.external-secrets.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        secret
+            .annotations()
+            .contains_key("reconcile.external-secrets.io/data-hash")
+    );
+    let owners = secret.owner_references();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0].kind, "ExternalSecret");
+    assert_eq!(owners[0].name, "database");
+    assert_eq!(Some(&owners[0].uid), es.metadata.uid.as_ref());
+    assert_eq!(owners[0].controller, Some(true));
+
+    let provider: Api<Provider> = Api::all(env.client.clone());
+    let p = eventually("Provider fake Ready", || async {
+        let p = provider.get("fake").await.ok()?;
+        let s = p.status.clone()?;
+        s.conditions?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == crd::ConditionStatus::True)
+            .then_some(p)
+    })
+    .await;
+    let ps = p.status.unwrap();
+    assert!(
+        ps.digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+        "{ps:?}"
+    );
+    assert_eq!(ps.world.as_deref(), Some("airlock:provider/provider@0.1.0"));
+
+    let stores = env.api::<SecretStore>();
+    let store = eventually("SecretStore Ready Valid", || async {
+        let s = stores.get("fake-store").await.ok()?;
+        let st = s.status.clone()?;
+        st.conditions
+            .as_ref()?
+            .iter()
+            .any(|c| {
+                c.type_ == "Ready"
+                    && c.status == crd::ConditionStatus::True
+                    && c.reason.as_deref() == Some("Valid")
+            })
+            .then_some(st)
+    })
+    .await;
+    assert_eq!(
+        store.capabilities,
+        Some(crd::common::Capabilities::ReadWrite)
+    );
+}
+
+#[tokio::test]
+async fn data_from_extract_and_find_produce_the_expected_keys() {
+    let env = start("es-datafrom").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret(
+        "all",
+        json!({
+            "secretStoreRef": {"name": "fake-store"},
+            "target": {"name": "all"},
+            "dataFrom": [
+                {"extract": {"key": "production/database"}},
+                {"find": {"name": {"regexp": "^production/"}},
+                 "rewrite": [{"regexp": {"source": "^production/", "target": "found-"}}]},
+                {"find": {"path": "staging/"}}
+            ]
+        }),
+    )
+    .await;
+    env.ready("all", "True", "SecretSynced").await;
+    let data = env.secret_data("all").await.expect("Secret all");
+    assert_eq!(
+        data,
+        map(&[
+            ("username", "admin"),
+            ("password", "s3cr3t"),
+            (
+                "found-database",
+                "{\"username\":\"admin\",\"password\":\"s3cr3t\"}"
+            ),
+            ("found-api-keys", "{\"api-key\":\"abc123\"}"),
+            ("staging_database", "stage"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_provider_failure_keeps_the_existing_secret_data() {
+    let env = start("es-failure").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(synced.clone())
+    );
+
+    // The key disappears at the provider; force a refresh.
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "other", "value": "x"}]}),
+    )
+    .await;
+    let es_api = env.api::<ExternalSecret>();
+    let force =
+        |v: &str| json!({"metadata": {"annotations": {"external-secrets.io/force-sync": v}}});
+    es_api
+        .patch(
+            "database",
+            &PatchParams::default(),
+            &Patch::Merge(&force("1")),
+        )
+        .await
+        .expect("annotate");
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("does not exist at provider"), "{message}");
+    assert!(message.contains("production/database"), "{message}");
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(synced.clone())
+    );
+
+    // An invalid store configuration fails the same way, with the backend's reason.
+    env.store("fake-store", json!({"data": "not-a-list"})).await;
+    es_api
+        .patch(
+            "database",
+            &PatchParams::default(),
+            &Patch::Merge(&force("2")),
+        )
+        .await
+        .expect("annotate");
+    let ready = eventually("the invalid-config error", || async {
+        let (_, c) = env.ready("database", "False", "SecretSyncedError").await;
+        c.message
+            .as_deref()
+            .is_some_and(|m| m.contains("InvalidProviderConfig"))
+            .then_some(c)
+    })
+    .await;
+    assert!(
+        ready
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("could not get secret data from provider"),
+        "{ready:?}"
+    );
+    assert_eq!(env.secret_data("database-credentials").await, Some(synced));
+
+    let stores = env.api::<SecretStore>();
+    eventually("SecretStore Ready=False InvalidProviderConfig", || async {
+        let s = stores.get("fake-store").await.ok()?;
+        s.status?
+            .conditions?
+            .iter()
+            .any(|c| {
+                c.type_ == "Ready"
+                    && c.status == crd::ConditionStatus::False
+                    && c.reason.as_deref() == Some("InvalidProviderConfig")
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_store_sets_ready_false_naming_the_store() {
+    let env = start("es-nostore").await;
+    env.external_secret("database", seed_es("no-such-store"))
+        .await;
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("\"no-such-store\""), "{message}");
+    assert!(message.contains("SecretStore"), "{message}");
+    assert_eq!(env.secret_data("database-credentials").await, None);
+}

@@ -454,3 +454,223 @@ async fn a_missing_store_sets_ready_false_naming_the_store() {
     assert!(message.contains("SecretStore"), "{message}");
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
+
+#[tokio::test]
+async fn creation_policies_merge_none_and_orphan_write_as_eso_does() {
+    let env = start("es-policies").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let with_policy = |target: &str, policy: &str| {
+        let mut spec = seed_es("fake-store");
+        spec["target"] = json!({"name": target, "creationPolicy": policy});
+        spec
+    };
+
+    // Merge: nothing is created while the Secret is absent.
+    env.external_secret("merge", with_policy("merged", "Merge"))
+        .await;
+    let (_, ready) = env.ready("merge", "True", "SecretMissing").await;
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("secret will not be created due to CreationPolicy=Merge")
+    );
+    assert_eq!(env.secret_data("merged").await, None);
+    // Once someone creates it, the managed keys are merged in and foreign keys stay.
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "merged", "namespace": env.ns},
+               "stringData": {"keep": "me"}}),
+    )
+    .await;
+    env.api::<ExternalSecret>()
+        .patch(
+            "merge",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"external-secrets.io/force-sync": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    env.ready("merge", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("merged").await,
+        Some(map(&[
+            ("keep", "me"),
+            ("username", "admin"),
+            ("password", "s3cr3t")
+        ]))
+    );
+    let merged = env.api::<Secret>().get("merged").await.unwrap();
+    assert!(merged.owner_references().is_empty());
+
+    // None: synced, nothing written.
+    env.external_secret("none", with_policy("not-written", "None"))
+        .await;
+    env.ready("none", "True", "SecretSynced").await;
+    assert_eq!(env.secret_data("not-written").await, None);
+
+    // Orphan: written without an owner reference.
+    env.external_secret("orphan", with_policy("orphaned", "Orphan"))
+        .await;
+    env.ready("orphan", "True", "SecretSynced").await;
+    let orphan = env.api::<Secret>().get("orphaned").await.unwrap();
+    assert!(orphan.owner_references().is_empty());
+    assert_eq!(
+        text_data(&orphan),
+        map(&[("username", "admin"), ("password", "s3cr3t")])
+    );
+}
+
+#[tokio::test]
+async fn an_edited_or_deleted_secret_is_repaired() {
+    let env = start("es-drift").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let secrets = env.api::<Secret>();
+
+    secrets
+        .patch(
+            "database-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"password": "tampered", "extra": "x"}})),
+        )
+        .await
+        .expect("edit");
+    eventually("the edited Secret repaired", || async {
+        (env.secret_data("database-credentials").await? == synced).then_some(())
+    })
+    .await;
+
+    secrets
+        .delete("database-credentials", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the deleted Secret recreated", || async {
+        (env.secret_data("database-credentials").await? == synced).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn provider_module_errors_are_reported_on_the_provider_status() {
+    let env = start("provider-errors").await;
+    let api: Api<Provider> = Api::all(env.client.clone());
+    let missing = format!("{}-missing", env.ns);
+    let oci = format!("{}-oci", env.ns);
+    apply(
+        &api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": missing}, "spec": {"module": {"path": "nope/missing.wasm"}}}),
+    )
+    .await;
+    apply(
+        &api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": oci}, "spec": {"module": {"oci": format!(
+                   "registry.example/airlock/vault:1.0@sha256:{}", "0".repeat(64))}}}),
+    )
+    .await;
+    for (name, reason) in [(&missing, "ModuleNotFound"), (&oci, "OciNotSupportedYet")] {
+        let c = eventually(&format!("Provider {name} Ready=False {reason}"), || async {
+            let p = api.get(name).await.ok()?;
+            p.status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.status == crd::ConditionStatus::False)
+                .filter(|c| c.reason.as_deref() == Some(reason))
+        })
+        .await;
+        assert!(c.message.is_some_and(|m| !m.is_empty()));
+    }
+    // Deleting a Provider unloads its module.
+    api.delete(&missing, &Default::default())
+        .await
+        .expect("delete");
+    api.delete(&oci, &Default::default()).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_cluster_store_refuses_namespaces_its_conditions_exclude() {
+    let env = start("css").await;
+    let api: Api<crd::ClusterSecretStore> = Api::all(env.client.clone());
+    let allowed = format!("{}-allowed", env.ns);
+    let denied = format!("{}-denied", env.ns);
+    for (name, namespaces) in [(&allowed, json!([env.ns])), (&denied, json!(["elsewhere"]))] {
+        apply(
+            &api,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+                   "metadata": {"name": name},
+                   "spec": {"provider": {"fake": {"data": fake_data()}},
+                            "conditions": [{"namespaces": namespaces}]}}),
+        )
+        .await;
+    }
+    let mut spec = seed_es(&allowed);
+    spec["secretStoreRef"]["kind"] = json!("ClusterSecretStore");
+    env.external_secret("allowed", spec.clone()).await;
+    spec["secretStoreRef"]["name"] = json!(denied);
+    spec["target"]["name"] = json!("denied");
+    env.external_secret("denied", spec).await;
+
+    env.ready("allowed", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+    let (_, ready) = env.ready("denied", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("not allowed from namespace"), "{message}");
+    assert_eq!(env.secret_data("denied").await, None);
+    for name in [&allowed, &denied] {
+        api.delete(name, &Default::default()).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn the_airlock_run_command_syncs_an_external_secret() {
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("cli-run").await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::FAKE,
+        providers.path().join("fake.wasm"),
+    )
+    .expect("copy fake.wasm");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["run", "--log-format", "json", "--namespace", &ns])
+        .arg("--providers-dir")
+        .arg(providers.path())
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("airlock run starts");
+    let env = Env {
+        client: client.clone(),
+        ns,
+        _providers: providers,
+    };
+    let provider_api: Api<Provider> = Api::all(client.clone());
+    apply(
+        &provider_api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
+    )
+    .await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "airlock run exited"
+    );
+    child.kill().await.expect("kill");
+}

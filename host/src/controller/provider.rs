@@ -10,7 +10,7 @@ use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -46,6 +46,9 @@ pub trait ModuleHost: Backend {
 
     /// The digest of the module loaded as `name`, if any.
     fn installed_digest(&self, name: &str) -> Option<String>;
+
+    /// Unloads provider `name`; later calls for it fail with `ProviderNotFound`.
+    fn uninstall_module(&self, name: &str) -> bool;
 }
 
 impl ModuleHost for Runtime {
@@ -66,17 +69,39 @@ impl ModuleHost for Runtime {
     fn installed_digest(&self, name: &str) -> Option<String> {
         self.provider(name).map(|p| p.digest.clone())
     }
+
+    fn uninstall_module(&self, name: &str) -> bool {
+        self.uninstall(name)
+    }
 }
 
-/// Runs the Provider controller.
+/// Runs the Provider controller, and unloads the module of a deleted Provider (the module
+/// lives only in this process, so no finalizer is needed).
 pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
     let api: Api<Provider> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let deletions = {
+        let ctx = ctx.clone();
+        watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .for_each(move |event| {
+                if let Ok(watcher::Event::Delete(p)) = event {
+                    let name = p.name_any();
+                    if ctx.backend.uninstall_module(&name) {
+                        tracing::info!(provider = %name, "provider deleted; module unloaded");
+                    }
+                }
+                futures::future::ready(())
+            })
+    };
+    let controller = Controller::new(api, watcher::Config::default())
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move { log_result("provider", r) })
-        .await;
+        .for_each(|r| async move { log_result("provider", r) });
+    tokio::select! {
+        () = controller => {}
+        () = deletions => {}
+    }
 }
 
 fn error_policy<B: ModuleHost>(p: Arc<Provider>, _: &Error, ctx: Arc<Context<B>>) -> Action {

@@ -176,10 +176,10 @@ pub enum Error {
     #[error("{0}")]
     ModulePath(String),
     /// The module file cannot be read.
-    #[error("cannot read module {path}: {source}")]
+    #[error("cannot read module {path:?} in the providers directory: {source}")]
     ModuleRead {
-        /// The file.
-        path: PathBuf,
+        /// The file, as `spec.module.path` names it.
+        path: String,
         /// Why.
         source: std::io::Error,
     },

@@ -646,6 +646,7 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
         .arg("--providers-dir")
         .arg(providers.path())
         .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("AIRLOCK_LOG", "error")
         .kill_on_drop(true)
         .spawn()
         .expect("airlock run starts");
@@ -673,4 +674,72 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
         "airlock run exited"
     );
     child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn a_short_refresh_interval_picks_up_provider_changes() {
+    let env = start("es-refresh").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["refreshInterval"] = json!("1s");
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "production/database",
+                         "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}]}),
+    )
+    .await;
+    eventually("the rotated password synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_policy_delete_removes_the_secret_when_the_provider_has_nothing() {
+    let env = start("es-delete").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["deletionPolicy"] = json!("Delete");
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+    assert!(env.secret_data("database-credentials").await.is_some());
+    env.store("fake-store", json!({"data": []})).await;
+    env.api::<ExternalSecret>()
+        .patch(
+            "database",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"external-secrets.io/force-sync": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let (_, ready) = env.ready("database", "True", "SecretDeleted").await;
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("secret deleted due to DeletionPolicy=Delete")
+    );
+    eventually("the Secret deleted", || async {
+        env.secret_data("database-credentials")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn template_data_is_refused_with_a_clear_condition_and_writes_nothing() {
+    let env = start("es-template").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["template"] = json!({"data": {"dsn": "{{ .username }}:{{ .password }}"}});
+    env.external_secret("database", spec).await;
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("TemplateNotSupportedYet"), "{message}");
+    assert_eq!(env.secret_data("database-credentials").await, None);
 }

@@ -161,7 +161,7 @@ async fn load<B: ModuleHost>(p: &Provider, ctx: &Context<B>) -> Result<Installed
     let wasm = tokio::fs::read(&file)
         .await
         .map_err(|source| Error::ModuleRead {
-            path: file.clone(),
+            path: relative.to_string(),
             source,
         })?;
     let grants = grants(&p.spec)?;

@@ -743,3 +743,39 @@ async fn template_data_is_refused_with_a_clear_condition_and_writes_nothing() {
     assert!(message.contains("TemplateNotSupportedYet"), "{message}");
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
+
+#[tokio::test]
+async fn renaming_the_target_deletes_the_old_secret_and_template_metadata_is_copied() {
+    let env = start("es-rename").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["template"] = json!({
+        "type": "kubernetes.io/basic-auth",
+        "metadata": {"labels": {"team": "a"}, "annotations": {"owner": "db-team"}}
+    });
+    env.external_secret("database", spec.clone()).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(secret.labels().get("team").map(String::as_str), Some("a"));
+    assert_eq!(
+        secret.annotations().get("owner").map(String::as_str),
+        Some("db-team")
+    );
+
+    spec["target"]["name"] = json!("renamed");
+    env.external_secret("database", spec).await;
+    eventually(
+        "the renamed Secret written and the old one deleted",
+        || async {
+            let new = env.secret_data("renamed").await?;
+            let old_gone = env.secret_data("database-credentials").await.is_none();
+            (old_gone && new == map(&[("username", "admin"), ("password", "s3cr3t")])).then_some(())
+        },
+    )
+    .await;
+}

@@ -470,11 +470,45 @@ async fn write<B: ModuleHost>(
             .await?;
         }
     }
+    if owner {
+        delete_renamed_targets(&api, es, &name).await?;
+    }
     Ok(Synced::ok(Some(if existing.is_some() {
         ("Updated", "secret updated")
     } else {
         ("Created", "secret created")
     })))
+}
+
+/// With creationPolicy Owner, deletes Secrets this ExternalSecret created under an earlier
+/// `target.name` (found by the created-by label and controlled by this ExternalSecret).
+async fn delete_renamed_targets(
+    api: &Api<Secret>,
+    es: &ExternalSecret,
+    current: &str,
+) -> Result<(), Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let created_by = hex56(format!("{namespace}/{}", es.name_any()).as_bytes());
+    let selector = format!("{CREATED_BY_LABEL}={created_by}");
+    let old = api
+        .list_metadata(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    for s in old.items {
+        let name = s.name_any();
+        let ours = s
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == es.meta().uid.as_ref());
+        if name != current && ours {
+            tracing::info!(secret = %format!("{namespace}/{name}"), "deleting the previous target of a renamed ExternalSecret");
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fetches everything the ExternalSecret asks for: `dataFrom[]` in order, then `data[]`
@@ -831,6 +865,66 @@ fn check_null_bytes(value: &SecretValue, policy: NullBytePolicy, what: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::external_secret::ExternalSecretStatus;
+    use crate::crd::{Condition, ExternalSecretSpec, GoDuration};
+
+    fn synced_es(interval: &str, age_secs: i64, policy: Option<RefreshPolicy>) -> ExternalSecret {
+        let mut es = ExternalSecret::new(
+            "app",
+            ExternalSecretSpec {
+                refresh_interval: GoDuration::new(interval),
+                refresh_policy: policy,
+                ..ExternalSecretSpec::default()
+            },
+        );
+        es.metadata.generation = Some(1);
+        let refreshed = k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_secs(age_secs);
+        es.status = Some(ExternalSecretStatus {
+            refresh_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                refreshed,
+            )),
+            synced_resource_version: Some(synced_resource_version(&es)),
+            conditions: Some(vec![Condition {
+                type_: "Ready".into(),
+                status: ConditionStatus::True,
+                ..Condition::default()
+            }]),
+            binding: None,
+        });
+        es
+    }
+
+    #[test]
+    fn refresh_follows_the_interval_the_policy_and_changes() {
+        assert!(!should_refresh(&synced_es("1h", 10, None)));
+        assert!(should_refresh(&synced_es("1h", 3700, None)));
+        assert!(
+            !should_refresh(&synced_es("0s", 99999, None)),
+            "0 = never again"
+        );
+        let mut changed = synced_es("1h", 10, None);
+        changed.metadata.annotations = Some(BTreeMap::from([(
+            crate::crd::common::FORCE_SYNC_ANNOTATION.to_string(),
+            "now".to_string(),
+        )]));
+        assert!(
+            should_refresh(&changed),
+            "force-sync changes the synced version"
+        );
+        assert!(!should_refresh(&synced_es(
+            "1s",
+            99999,
+            Some(RefreshPolicy::CreatedOnce)
+        )));
+        let mut bumped = synced_es("1h", 10, Some(RefreshPolicy::OnChange));
+        bumped.metadata.generation = Some(2);
+        assert!(should_refresh(&bumped));
+        let mut failed = synced_es("1h", 10, None);
+        failed.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
+            ConditionStatus::False;
+        assert!(should_refresh(&failed), "a failed sync is retried");
+    }
 
     #[test]
     fn keys_convert_like_eso() {

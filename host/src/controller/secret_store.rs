@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -18,7 +19,9 @@ use serde_json::json;
 
 use super::{Context, Error, ModuleHost, find_ready, log_result, ready_condition};
 use crate::backend::{Capabilities, StoreContext, StoreInfo, StoreKind, Validation};
-use crate::crd::{ClusterSecretStore, ConditionStatus, GoDuration, SecretStore, SecretStoreSpec};
+use crate::crd::{
+    ClusterSecretStore, ConditionStatus, GoDuration, Provider, SecretStore, SecretStoreSpec,
+};
 use crate::runtime::TlsSettings;
 
 /// Builds what the backend needs to serve a store: the Provider's name (the key under
@@ -119,7 +122,24 @@ pub async fn run_cluster<B: ModuleHost>(ctx: Arc<Context<B>>) {
 
 async fn run<S: StoreResource, B: ModuleHost>(ctx: Arc<Context<B>>) {
     let api = S::watched(&ctx);
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    let stores = controller.store();
+    // A store using a Provider is re-validated as soon as that Provider (re)loads.
+    let providers: Api<Provider> = Api::all(ctx.client.clone());
+    controller
+        .watches(providers, watcher::Config::default(), move |p: Provider| {
+            let name = p.name_any();
+            stores
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    s.spec()
+                        .provider_config()
+                        .is_some_and(|(key, _)| key.to_lowercase() == name)
+                })
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
         .run(reconcile::<S, B>, error_policy::<S, B>, ctx)

@@ -684,7 +684,8 @@ async fn store_for<B>(
     if let Some(s) = cache.get(&id) {
         return Ok(s.clone());
     }
-    let store = resolve_store(ctx, namespace, &store_ref).await?;
+    let mut store = resolve_store(ctx, namespace, &store_ref).await?;
+    super::secret_store::resolve_tls(ctx, &mut store).await?;
     cache.insert(id, store.clone());
     Ok(store)
 }

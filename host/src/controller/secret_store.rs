@@ -51,6 +51,102 @@ pub fn store_context(
     })
 }
 
+/// Where a store's provider config says its CA certificates are (ESO's `caBundle` and
+/// `caProvider`, at the top of the provider config or under `server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// Base64 PEM written in the config.
+    Inline(String),
+    /// A key of a Secret or ConfigMap.
+    Object {
+        /// `true` for a ConfigMap.
+        config_map: bool,
+        /// Object name.
+        name: String,
+        /// Key (default `ca.crt`).
+        key: String,
+        /// Namespace named in the config (honoured for ClusterSecretStores only).
+        namespace: Option<String>,
+    },
+}
+
+/// Finds the CA settings of a provider config.
+pub fn ca_source(config: &serde_json::Value) -> Option<CaSource> {
+    let scopes = [Some(config), config.get("server")];
+    for scope in scopes.into_iter().flatten() {
+        if let Some(b) = scope
+            .get("caBundle")
+            .and_then(|v| v.as_str())
+            .filter(|b| !b.is_empty())
+        {
+            return Some(CaSource::Inline(b.to_string()));
+        }
+        if let Some(p) = scope.get("caProvider") {
+            let text = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            return Some(CaSource::Object {
+                config_map: text("type").as_deref() == Some("ConfigMap"),
+                name: text("name").unwrap_or_default(),
+                key: text("key").unwrap_or_else(|| "ca.crt".into()),
+                namespace: text("namespace"),
+            });
+        }
+    }
+    None
+}
+
+/// Fills in the store's TLS settings from its `caBundle` or `caProvider`.
+pub async fn resolve_tls<B>(ctx: &Context<B>, store: &mut StoreContext) -> Result<(), Error> {
+    use base64::Engine as _;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let Some(source) = ca_source(&store.config) else {
+        return Ok(());
+    };
+    let pem = match source {
+        CaSource::Inline(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| Error::InvalidStore(format!("caBundle is not base64: {e}")))?,
+        CaSource::Object {
+            config_map,
+            name,
+            key,
+            namespace,
+        } => {
+            let ns = match store.info.kind {
+                StoreKind::SecretStore => store.info.namespace.clone(),
+                StoreKind::ClusterSecretStore => namespace.ok_or_else(|| {
+                    Error::InvalidStore(
+                        "caProvider.namespace is required in a ClusterSecretStore".into(),
+                    )
+                })?,
+            };
+            let missing = || {
+                Error::InvalidStore(format!(
+                    "caProvider: {} {ns}/{name} has no key {key:?}",
+                    if config_map { "ConfigMap" } else { "Secret" }
+                ))
+            };
+            if config_map {
+                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+                let map = api.get_opt(&name).await?.ok_or_else(missing)?;
+                map.data
+                    .and_then(|mut d| d.remove(&key))
+                    .map(String::into_bytes)
+                    .ok_or_else(missing)?
+            } else {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+                let secret = api.get_opt(&name).await?.ok_or_else(missing)?;
+                secret
+                    .data
+                    .and_then(|mut d| d.remove(&key))
+                    .map(|v| v.0)
+                    .ok_or_else(missing)?
+            }
+        }
+    };
+    store.tls.ca_bundle_pem = Some(pem);
+    Ok(())
+}
+
 /// `SecretStore` or `ClusterSecretStore`.
 pub fn kind_name(kind: StoreKind) -> &'static str {
     match kind {
@@ -187,7 +283,8 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
     let namespace = s.namespace().unwrap_or_default();
     let previous = s.conditions();
     let outcome = async {
-        let store = store_context(s.spec(), S::KIND, &name, &namespace)?;
+        let mut store = store_context(s.spec(), S::KIND, &name, &namespace)?;
+        resolve_tls(&ctx, &mut store).await?;
         let capabilities = ctx.backend.capabilities(&store)?;
         let validation = ctx.backend.validate(&store).await?;
         Ok::<_, Error>((capabilities, validation))
@@ -249,5 +346,29 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
             )))
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ca_settings_are_found_where_eso_providers_put_them() {
+        assert_eq!(ca_source(&json!({"server": "https://vault"})), None);
+        assert_eq!(
+            ca_source(&json!({"caBundle": "UEVN"})),
+            Some(CaSource::Inline("UEVN".into()))
+        );
+        assert_eq!(
+            ca_source(&json!({"server": {"caProvider": {"type": "ConfigMap", "name": "ca"}}})),
+            Some(CaSource::Object {
+                config_map: true,
+                name: "ca".into(),
+                key: "ca.crt".into(),
+                namespace: None
+            })
+        );
     }
 }

@@ -44,6 +44,17 @@ pub struct Config {
     pub reporter: String,
     /// Watch only this namespace for namespaced kinds (ESO's `--namespace`); all when unset.
     pub namespace: Option<String>,
+    /// This operator's controller class (ESO's `--controller-class`): stores whose
+    /// `spec.controller` names another class, and ExternalSecrets using them, are left to the
+    /// operator of that class. Stores with an empty `spec.controller` are served by all.
+    pub controller_class: String,
+}
+
+impl Config {
+    /// Whether a store with `spec.controller = class` is this operator's.
+    pub fn serves(&self, class: Option<&str>) -> bool {
+        class.is_none_or(|c| c.is_empty() || c == self.controller_class)
+    }
 }
 
 impl Default for Config {
@@ -54,6 +65,7 @@ impl Default for Config {
             store_requeue_interval: Duration::from_secs(300),
             reporter: "airlock".into(),
             namespace: None,
+            controller_class: "default".into(),
         }
     }
 }
@@ -143,6 +155,9 @@ pub enum Error {
     /// The runtime could not load a provider.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The store belongs to an operator of another controller class; nothing is done.
+    #[error("{0}")]
+    OtherControllerClass(String),
     /// The referenced store does not exist.
     #[error("{0}")]
     StoreNotFound(String),
@@ -192,6 +207,7 @@ impl Error {
             Error::Kube(_) => "KubernetesAPIError",
             Error::Backend(e) => e.reason(),
             Error::Runtime(e) => e.reason(),
+            Error::OtherControllerClass(_) => "OtherControllerClass",
             Error::StoreNotFound(_) => "StoreNotFound",
             Error::InvalidStore(_) => "InvalidStoreConfiguration",
             Error::StoreNotAllowed(_) => "StoreNotAllowed",

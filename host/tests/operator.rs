@@ -427,6 +427,28 @@ async fn a_provider_failure_keeps_the_existing_secret_data() {
     );
     assert_eq!(env.secret_data("database-credentials").await, Some(synced));
 
+    // Events tell the story without ever carrying a value.
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let seen = eventually("Created and UpdateFailed events", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        let about_es: Vec<_> = list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("database"))
+            .collect();
+        let has = |reason: &str, type_: &str| {
+            about_es
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+        };
+        (has("Created", "Normal") && has("UpdateFailed", "Warning")).then_some(about_es)
+    })
+    .await;
+    for e in &seen {
+        let note = e.note.clone().unwrap_or_default();
+        assert!(!note.contains("s3cr3t"), "an event leaks a value: {note}");
+    }
+
     let stores = env.api::<SecretStore>();
     eventually("SecretStore Ready=False InvalidProviderConfig", || async {
         let s = stores.get("fake-store").await.ok()?;
@@ -778,4 +800,29 @@ async fn renaming_the_target_deletes_the_old_secret_and_template_metadata_is_cop
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn stores_of_another_controller_class_are_left_alone() {
+    let env = start("es-class").await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "other-class", "namespace": env.ns},
+               "spec": {"controller": "shard-b", "provider": {"fake": {"data": fake_data()}}}}),
+    )
+    .await;
+    env.external_secret("database", seed_es("other-class"))
+        .await;
+    // A store of this operator's class in the same namespace syncs meanwhile.
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["name"] = json!("mine");
+    env.external_secret("mine", spec).await;
+    env.ready("mine", "True", "SecretSynced").await;
+    let es = env.api::<ExternalSecret>().get("database").await.unwrap();
+    assert!(es.status.is_none(), "{:?}", es.status);
+    let store = env.api::<SecretStore>().get("other-class").await.unwrap();
+    assert!(store.status.is_none(), "{:?}", store.status);
+    assert_eq!(env.secret_data("database-credentials").await, None);
 }

@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Watch only this namespace for ExternalSecrets and SecretStores (all when unset).
     #[arg(long, env = "AIRLOCK_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Serve only stores whose `spec.controller` is empty or equals this class.
+    #[arg(long, env = "AIRLOCK_CONTROLLER_CLASS", default_value = "default")]
+    pub controller_class: String,
     /// Directory for precompiled provider components; memory only when unset.
     #[arg(long, env = "AIRLOCK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -68,6 +71,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             concurrency: args.concurrent,
             store_requeue_interval,
             namespace: args.namespace,
+            controller_class: args.controller_class,
             ..Config::default()
         },
     )

@@ -240,6 +240,10 @@ async fn reconcile<B: ModuleHost>(
                 Action::requeue(every)
             })
         }
+        Err(Error::OtherControllerClass(why)) => {
+            tracing::debug!(externalsecret = %format!("{namespace}/{name}"), %why, "left to another controller class");
+            Ok(Action::await_change())
+        }
         Err(e) => {
             let message = match &e {
                 Error::Backend(_) => {
@@ -706,6 +710,12 @@ pub async fn resolve_store<B>(
                     "SecretStore {name:?} not found in namespace {namespace:?}"
                 ))
             })?;
+            if !ctx.config.serves(store.spec.controller.as_deref()) {
+                return Err(Error::OtherControllerClass(format!(
+                    "SecretStore {name:?} has controller class {:?}",
+                    store.spec.controller
+                )));
+            }
             store_context(&store.spec, StoreKind::SecretStore, name, namespace)
         }
         CrdKind::ClusterSecretStore => {
@@ -713,6 +723,12 @@ pub async fn resolve_store<B>(
             let store = api.get_opt(name).await?.ok_or_else(|| {
                 Error::StoreNotFound(format!("ClusterSecretStore {name:?} not found"))
             })?;
+            if !ctx.config.serves(store.spec.controller.as_deref()) {
+                return Err(Error::OtherControllerClass(format!(
+                    "ClusterSecretStore {name:?} has controller class {:?}",
+                    store.spec.controller
+                )));
+            }
             if let Some(conditions) = store.spec.conditions.as_deref().filter(|c| !c.is_empty()) {
                 let mut allowed = false;
                 for c in conditions {

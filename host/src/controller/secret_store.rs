@@ -279,6 +279,9 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
     s: Arc<S>,
     ctx: Arc<Context<B>>,
 ) -> Result<Action, Error> {
+    if !ctx.config.serves(s.spec().controller.as_deref()) {
+        return Ok(Action::await_change());
+    }
     let name = s.name_any();
     let namespace = s.namespace().unwrap_or_default();
     let previous = s.conditions();

@@ -5,14 +5,16 @@
 //! `SecretSyncedError`, publishes a Warning event and retries with backoff. Managed Secrets
 //! are watched (by the managed label) so that an edited or deleted Secret is repaired.
 
+mod data;
+mod stores;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -22,20 +24,18 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::secret_store::{kind_name, store_context};
 use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, ready_condition};
 use crate::backend::{
     Backend, BackendError, FindCriteria, MetadataPolicy, RemoteRef, SecretValue, StoreContext,
-    StoreKind,
 };
-use crate::crd::common::{
-    CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL, SecretStoreRef, StoreKind as CrdKind,
-};
+use crate::crd::common::{CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL};
 use crate::crd::external_secret::{
-    ConversionStrategy, CreationPolicy, DecodingStrategy, DeletionPolicy,
-    ExternalSecretDataRemoteRef, ExternalSecretRewrite, NullBytePolicy, RefreshPolicy,
+    CreationPolicy, DeletionPolicy, ExternalSecretDataRemoteRef, RefreshPolicy,
 };
-use crate::crd::{ClusterSecretStore, ConditionStatus, ExternalSecret, SecretStore};
+use crate::crd::{ConditionStatus, ExternalSecret};
+
+pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
+pub use self::stores::{resolve_store, selector_matches, store_for};
 
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
@@ -671,214 +671,6 @@ fn remote_ref(r: &ExternalSecretDataRemoteRef) -> RemoteRef {
     }
 }
 
-/// Resolves a store reference once per reconcile.
-async fn store_for<B>(
-    ctx: &Context<B>,
-    namespace: &str,
-    store_ref: Option<SecretStoreRef>,
-    cache: &mut HashMap<(String, String), StoreContext>,
-) -> Result<StoreContext, Error> {
-    let store_ref = store_ref.ok_or_else(|| {
-        Error::StoreNotFound("spec.secretStoreRef is not set and the entry names no store".into())
-    })?;
-    let id = (
-        format!("{:?}", store_ref.kind_or_default()),
-        store_ref.name.clone(),
-    );
-    if let Some(s) = cache.get(&id) {
-        return Ok(s.clone());
-    }
-    let mut store = resolve_store(ctx, namespace, &store_ref).await?;
-    super::secret_store::resolve_tls(ctx, &mut store).await?;
-    cache.insert(id, store.clone());
-    Ok(store)
-}
-
-/// Reads the referenced SecretStore (in `namespace`) or ClusterSecretStore and checks that a
-/// ClusterSecretStore may be used from `namespace`.
-pub async fn resolve_store<B>(
-    ctx: &Context<B>,
-    namespace: &str,
-    store_ref: &SecretStoreRef,
-) -> Result<StoreContext, Error> {
-    let name = &store_ref.name;
-    match store_ref.kind_or_default() {
-        CrdKind::SecretStore => {
-            let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), namespace);
-            let store = api.get_opt(name).await?.ok_or_else(|| {
-                Error::StoreNotFound(format!(
-                    "SecretStore {name:?} not found in namespace {namespace:?}"
-                ))
-            })?;
-            if !ctx.config.serves(store.spec.controller.as_deref()) {
-                return Err(Error::OtherControllerClass(format!(
-                    "SecretStore {name:?} has controller class {:?}",
-                    store.spec.controller
-                )));
-            }
-            store_context(&store.spec, StoreKind::SecretStore, name, namespace)
-        }
-        CrdKind::ClusterSecretStore => {
-            let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
-            let store = api.get_opt(name).await?.ok_or_else(|| {
-                Error::StoreNotFound(format!("ClusterSecretStore {name:?} not found"))
-            })?;
-            if !ctx.config.serves(store.spec.controller.as_deref()) {
-                return Err(Error::OtherControllerClass(format!(
-                    "ClusterSecretStore {name:?} has controller class {:?}",
-                    store.spec.controller
-                )));
-            }
-            if let Some(conditions) = store.spec.conditions.as_deref().filter(|c| !c.is_empty()) {
-                let mut allowed = false;
-                for c in conditions {
-                    let by_name = c.namespaces.iter().flatten().any(|n| n == namespace);
-                    let by_regex = c
-                        .namespace_regexes
-                        .iter()
-                        .flatten()
-                        .any(|r| regex::Regex::new(r).is_ok_and(|re| re.is_match(namespace)));
-                    let by_selector = match &c.namespace_selector {
-                        Some(selector) => {
-                            let ns: Api<Namespace> = Api::all(ctx.client.clone());
-                            let labels = ns
-                                .get_opt(namespace)
-                                .await?
-                                .map(|n| n.labels().clone())
-                                .unwrap_or_default();
-                            selector_matches(selector, &labels)
-                        }
-                        None => false,
-                    };
-                    if by_name || by_regex || by_selector {
-                        allowed = true;
-                        break;
-                    }
-                }
-                if !allowed {
-                    return Err(Error::StoreNotAllowed(format!(
-                        "using {} {name:?} is not allowed from namespace {namespace:?}",
-                        kind_name(StoreKind::ClusterSecretStore)
-                    )));
-                }
-            }
-            store_context(&store.spec, StoreKind::ClusterSecretStore, name, namespace)
-        }
-    }
-}
-
-/// Whether `labels` match a label selector (`matchLabels` and `matchExpressions`).
-pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
-}
-
-/// ESO's key conversion for `dataFrom`: `Default` turns every character other than letters,
-/// digits, `-`, `.` and `_` into `_`; `Unicode` into `_U<hex>_`.
-pub fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
-                c.to_string()
-            } else {
-                match strategy {
-                    ConversionStrategy::Default => "_".to_string(),
-                    ConversionStrategy::Unicode => format!("_U{:04x}_", c as u32),
-                }
-            }
-        })
-        .collect()
-}
-
-fn rewrite_key(key: &str, rewrites: &[ExternalSecretRewrite], what: &str) -> Result<String, Error> {
-    let mut key = key.to_string();
-    for r in rewrites {
-        match &r.regexp {
-            Some(re) => {
-                let compiled = regex::Regex::new(&re.source).map_err(|e| {
-                    Error::InvalidData(format!("{what}: rewrite regexp {:?}: {e}", re.source))
-                })?;
-                key = compiled.replace_all(&key, re.target.as_str()).into_owned();
-            }
-            None => {
-                return Err(Error::Unsupported {
-                    reason: "RewriteNotSupportedYet",
-                    message: format!("{what}: only rewrite.regexp is supported yet"),
-                });
-            }
-        }
-    }
-    Ok(key)
-}
-
-fn check_key(key: &str, what: &str) -> Result<(), Error> {
-    let valid = key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::InvalidData(format!(
-            "{what}: invalid secret key {key:?} (TIP: use rewrite or conversionStrategy to change keys)"
-        )))
-    }
-}
-
-/// Applies a `decodingStrategy`. `Auto` tries Base64, then Base64URL, else keeps the bytes.
-pub fn decode(
-    value: SecretValue,
-    strategy: DecodingStrategy,
-    what: &str,
-) -> Result<SecretValue, Error> {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-    let bytes = value.expose();
-    let decoded = match strategy {
-        DecodingStrategy::None => return Ok(value),
-        DecodingStrategy::Base64 => STANDARD.decode(bytes),
-        DecodingStrategy::Base64Url => URL_SAFE.decode(bytes),
-        DecodingStrategy::Auto => {
-            match STANDARD.decode(bytes).or_else(|_| URL_SAFE.decode(bytes)) {
-                Ok(v) => Ok(v),
-                Err(_) => return Ok(value),
-            }
-        }
-    };
-    decoded.map(SecretValue::new).map_err(|_| {
-        Error::InvalidData(format!(
-            "{what}: the value is not valid {}",
-            match strategy {
-                DecodingStrategy::Base64Url => "base64url",
-                _ => "base64",
-            }
-        ))
-    })
-}
-
-fn check_null_bytes(value: &SecretValue, policy: NullBytePolicy, what: &str) -> Result<(), Error> {
-    if policy == NullBytePolicy::Fail && value.expose().contains(&0) {
-        return Err(Error::InvalidData(format!(
-            "{what}: the value contains a NUL byte (nullBytePolicy: Fail)"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,61 +733,6 @@ mod tests {
         failed.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
             ConditionStatus::False;
         assert!(should_refresh(&failed), "a failed sync is retried");
-    }
-
-    #[test]
-    fn keys_convert_like_eso() {
-        assert_eq!(
-            convert_key("production/db key", ConversionStrategy::Default),
-            "production_db_key"
-        );
-        assert_eq!(convert_key("a/b", ConversionStrategy::Unicode), "a_U002f_b");
-    }
-
-    #[test]
-    fn decoding_strategies_decode_or_refuse_without_showing_the_value() {
-        let v = |s: &str| SecretValue::new(s.as_bytes().to_vec());
-        let text = |r: Result<SecretValue, Error>| {
-            String::from_utf8(r.unwrap().expose().to_vec()).unwrap()
-        };
-        assert_eq!(
-            text(decode(v("aGVsbG8="), DecodingStrategy::Base64, "x")),
-            "hello"
-        );
-        assert_eq!(
-            text(decode(v("aGk_"), DecodingStrategy::Base64Url, "x")),
-            "hi?"
-        );
-        assert_eq!(
-            text(decode(v("not base64!"), DecodingStrategy::Auto, "x")),
-            "not base64!"
-        );
-        assert_eq!(
-            text(decode(v("aGVsbG8="), DecodingStrategy::None, "x")),
-            "aGVsbG8="
-        );
-        let err = decode(v("s3cr3t!!"), DecodingStrategy::Base64, "spec.data[0]").unwrap_err();
-        assert!(!err.to_string().contains("s3cr3t"), "{err}");
-    }
-
-    #[test]
-    fn rewrites_apply_in_order() {
-        use crate::crd::external_secret::RewriteRegexp;
-        let rw = |s: &str, t: &str| ExternalSecretRewrite {
-            regexp: Some(RewriteRegexp {
-                source: s.into(),
-                target: t.into(),
-            }),
-            transform: None,
-            merge: None,
-        };
-        let out = rewrite_key(
-            "production/api-keys",
-            &[rw("^production/", ""), rw("-", "_")],
-            "x",
-        )
-        .unwrap();
-        assert_eq!(out, "api_keys");
     }
 
     #[test]

@@ -826,3 +826,25 @@ async fn stores_of_another_controller_class_are_left_alone() {
     assert!(store.status.is_none(), "{:?}", store.status);
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
+
+#[tokio::test]
+async fn a_secret_owned_by_another_external_secret_is_not_taken_over() {
+    let env = start("es-owned").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("first", seed_es("fake-store")).await;
+    env.ready("first", "True", "SecretSynced").await;
+    // A second ExternalSecret with the same target must not steal or change it.
+    let mut spec = seed_es("fake-store");
+    spec["data"] = json!([{"secretKey": "other", "remoteRef": {"key": "staging/database"}}]);
+    env.external_secret("second", spec).await;
+    let (_, ready) = env.ready("second", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(
+        message.contains("owned by another ExternalSecret (first)"),
+        "{message}"
+    );
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+}

@@ -307,6 +307,7 @@ async fn sync<B: ModuleHost>(
                 });
             }
             DeletionPolicy::Delete => {
+                let mut deleted = false;
                 if let Some(s) = &existing
                     && target.creation_policy == CreationPolicy::Owner
                     && controlled_by(s, es)
@@ -314,11 +315,12 @@ async fn sync<B: ModuleHost>(
                     let api: Api<Secret> =
                         Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
                     api.delete(&s.name_any(), &DeleteParams::default()).await?;
+                    deleted = true;
                 }
                 return Ok(Synced {
                     reason: "SecretDeleted",
                     message: "secret deleted due to DeletionPolicy=Delete",
-                    event: existing.as_ref().map(|_| ("Deleted", "secret deleted")),
+                    event: deleted.then_some(("Deleted", "secret deleted")),
                 });
             }
             DeletionPolicy::Merge => {}
@@ -352,13 +354,20 @@ async fn write<B: ModuleHost>(
     }
     if let Some(s) = &existing
         && let Some(owner) = controller_of(s)
-        && owner.kind == "ExternalSecret"
         && Some(&owner.uid) != es.meta().uid.as_ref()
     {
-        return Err(Error::OwnedByAnother(format!(
-            "target is owned by another ExternalSecret ({})",
-            owner.name
-        )));
+        if owner.kind == "ExternalSecret" {
+            return Err(Error::OwnedByAnother(format!(
+                "target is owned by another ExternalSecret ({})",
+                owner.name
+            )));
+        }
+        if policy == CreationPolicy::Owner {
+            return Err(Error::OwnedByAnother(format!(
+                "failed to take ownership of target secret: it is controlled by {} {}",
+                owner.kind, owner.name
+            )));
+        }
     }
     if policy == CreationPolicy::Merge && existing.is_none() {
         return Ok(Synced {
@@ -404,7 +413,13 @@ async fn write<B: ModuleHost>(
             && annotations
                 .iter()
                 .all(|(k, v)| s.annotations().get(k) == Some(v))
-            && (!owner || controlled_by(s, es));
+            && (!owner || controlled_by(s, es))
+            && (target.immutable != Some(true) || s.immutable == Some(true))
+            && target
+                .template
+                .as_ref()
+                .and_then(|t| t.type_.as_ref())
+                .is_none_or(|t| s.type_.as_ref() == Some(t));
         if unchanged {
             return Ok(Synced::ok(None));
         }

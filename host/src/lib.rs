@@ -5,5 +5,6 @@ pub mod backend;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod kube_client;
 pub mod kube_credentials;
 pub mod runtime;

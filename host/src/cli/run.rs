@@ -21,10 +21,10 @@ pub struct RunArgs {
     /// Reconciles running at once per controller.
     #[arg(long, default_value_t = 8)]
     pub concurrent: u16,
-    /// Kubernetes client queries per second (accepted for ESO compatibility; not enforced yet).
+    /// Kubernetes client requests per second (token bucket; 0 disables the limit).
     #[arg(long, default_value_t = 50.0)]
     pub client_qps: f32,
-    /// Kubernetes client burst (accepted for ESO compatibility; not enforced yet).
+    /// Kubernetes client burst: requests allowed at once before `--client-qps` applies.
     #[arg(long, default_value_t = 100)]
     pub client_burst: u32,
     /// How often a store without `refreshInterval` is re-validated (Go duration).
@@ -44,7 +44,7 @@ pub struct RunArgs {
 /// Connects to the cluster (KUBECONFIG or in-cluster) and runs every controller until
 /// SIGINT/SIGTERM.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let client = kube::Client::try_default()
+    let client = crate::kube_client::client(args.client_qps, args.client_burst)
         .await
         .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
     let runtime = Runtime::new(

@@ -8,6 +8,7 @@
 //! stable PascalCase word used in messages, events and logs.
 
 pub mod external_secret;
+pub mod leader;
 pub mod provider;
 pub mod secret_store;
 

@@ -665,6 +665,11 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
     .expect("copy fake.wasm");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["run", "--log-format", "json", "--namespace", &ns])
+        .args([
+            "--enable-leader-election",
+            "--leader-election-namespace",
+            &ns,
+        ])
         .arg("--providers-dir")
         .arg(providers.path())
         .env("KUBECONFIG", cp.kubeconfig_path())
@@ -695,6 +700,12 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
         child.try_wait().expect("status").is_none(),
         "airlock run exited"
     );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = env.api();
+    let lease = leases
+        .get("airlock-controller")
+        .await
+        .expect("the leader lease");
+    assert!(lease.spec.and_then(|s| s.holder_identity).is_some());
     child.kill().await.expect("kill");
 }
 
@@ -846,5 +857,60 @@ async fn a_secret_owned_by_another_external_secret_is_not_taken_over() {
     assert_eq!(
         env.secret_data("database-credentials").await,
         Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+}
+
+#[tokio::test]
+async fn only_one_replica_leads_and_another_takes_over_an_expired_lease() {
+    use airlock::controller::leader::LeaderElection;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    let ns = cp.new_namespace("leader").await.expect("namespace");
+    let api: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let elector = |id: &str| LeaderElection {
+        lease_duration: Duration::from_secs(2),
+        retry_period: Duration::from_millis(200),
+        ..LeaderElection::new(&ns, "airlock-controller", id)
+    };
+    let (a, b) = (elector("replica-a"), elector("replica-b"));
+    assert!(a.try_acquire_or_renew(&api).await.unwrap());
+    assert!(
+        !b.try_acquire_or_renew(&api).await.unwrap(),
+        "the lease is held"
+    );
+    assert!(
+        a.try_acquire_or_renew(&api).await.unwrap(),
+        "the holder renews"
+    );
+
+    // b runs its work only once a stops renewing and the lease expires.
+    let started = tokio::time::Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let bc = client.clone();
+    tokio::spawn(async move {
+        let _ = b
+            .run(bc, async move {
+                let _ = tx.send(());
+                std::future::pending::<()>().await
+            })
+            .await;
+    });
+    tokio::time::timeout(TIMEOUT, rx)
+        .await
+        .expect("b leads")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let lease = api.get("airlock-controller").await.unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    assert!(
+        !a.try_acquire_or_renew(&api).await.unwrap(),
+        "a lost the lease"
     );
 }

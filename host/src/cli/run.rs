@@ -36,6 +36,15 @@ pub struct RunArgs {
     /// Serve only stores whose `spec.controller` is empty or equals this class.
     #[arg(long, env = "AIRLOCK_CONTROLLER_CLASS", default_value = "default")]
     pub controller_class: String,
+    /// Run several replicas: only the holder of a Lease reconciles (ESO's flag name).
+    #[arg(long, env = "AIRLOCK_LEADER_ELECT")]
+    pub enable_leader_election: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "airlock-controller")]
+    pub leader_election_id: String,
     /// Directory for precompiled provider components; memory only when unset.
     #[arg(long, env = "AIRLOCK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -63,18 +72,28 @@ pub async fn run(args: RunArgs) -> Result<()> {
         concurrent = args.concurrent,
         "starting controllers"
     );
-    controller::run(
-        client,
-        runtime,
-        Config {
-            providers_dir: args.providers_dir,
-            concurrency: args.concurrent,
-            store_requeue_interval,
-            namespace: args.namespace,
-            controller_class: args.controller_class,
-            ..Config::default()
-        },
-    )
-    .await;
+    let config = Config {
+        providers_dir: args.providers_dir,
+        concurrency: args.concurrent,
+        store_requeue_interval,
+        namespace: args.namespace,
+        controller_class: args.controller_class,
+        ..Config::default()
+    };
+    if args.enable_leader_election {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("airlock-{}", std::process::id()));
+        let election = controller::leader::LeaderElection::new(
+            &args.leader_election_namespace,
+            &args.leader_election_id,
+            &identity,
+        );
+        election
+            .run(client.clone(), controller::run(client, runtime, config))
+            .await?;
+    } else {
+        controller::run(client, runtime, config).await;
+    }
     Ok(())
 }

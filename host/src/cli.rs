@@ -1,6 +1,7 @@
 //! The `airlock` command line.
 
 mod provider;
+mod run;
 
 use std::process::ExitCode;
 
@@ -15,10 +16,16 @@ pub struct Cli {
     /// Log filter (tracing syntax), e.g. `info` or `airlock=debug`.
     #[arg(long, global = true, env = "AIRLOCK_LOG", default_value = "warn")]
     log: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "AIRLOCK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: the Provider, SecretStore, ClusterSecretStore and ExternalSecret
+    /// controllers.
+    Run(run::RunArgs),
     /// Work with provider components: run one locally, inspect one.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
@@ -33,10 +40,16 @@ enum Command {
 /// Parses arguments, runs the command and prints errors as one line plus causes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    // kube's TLS uses rustls; pick its crypto provider once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,6 +62,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) => run::run(args).await,
             Command::Provider(cmd) => provider::run(cmd).await,
             Command::Crds { out } => write_crds(out.as_deref()),
         }

@@ -3,5 +3,8 @@
 
 pub mod backend;
 pub mod cli;
+pub mod controller;
 pub mod crd;
+pub mod kube_client;
+pub mod kube_credentials;
 pub mod runtime;

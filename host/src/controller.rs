@@ -1,0 +1,301 @@
+//! The operator: one kube-rs `Controller` per kind, sharing a [`Context`].
+//!
+//! - [`provider`] loads the Wasm module of each `Provider` into the runtime.
+//! - [`secret_store`] validates SecretStores and ClusterSecretStores.
+//! - [`external_secret`] keeps each ExternalSecret's target Secret in sync.
+//!
+//! Every reconciler reports failures through one [`Error`] whose [`Error::reason`] is the
+//! stable PascalCase word used in messages, events and logs.
+
+pub mod external_secret;
+pub mod leader;
+pub mod provider;
+pub mod secret_store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+pub use self::provider::ModuleHost;
+use crate::backend::BackendError;
+use crate::crd::{Condition, ConditionStatus, common::CONDITION_READY};
+use crate::runtime::RuntimeError;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "airlock";
+
+/// Operator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `Provider.spec.module.path` is resolved (the modules bundled in the image).
+    pub providers_dir: PathBuf,
+    /// Reconciles running at once per controller.
+    pub concurrency: u16,
+    /// How often a store is re-validated when its `refreshInterval` is unset (ESO's
+    /// `--store-requeue-interval`).
+    pub store_requeue_interval: Duration,
+    /// Name reported on Events.
+    pub reporter: String,
+    /// Watch only this namespace for namespaced kinds (ESO's `--namespace`); all when unset.
+    pub namespace: Option<String>,
+    /// This operator's controller class (ESO's `--controller-class`): stores whose
+    /// `spec.controller` names another class, and ExternalSecrets using them, are left to the
+    /// operator of that class. Stores with an empty `spec.controller` are served by all.
+    pub controller_class: String,
+}
+
+impl Config {
+    /// Whether a store with `spec.controller = class` is this operator's.
+    pub fn serves(&self, class: Option<&str>) -> bool {
+        class.is_none_or(|c| c.is_empty() || c == self.controller_class)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            providers_dir: PathBuf::from("/providers"),
+            concurrency: 8,
+            store_requeue_interval: Duration::from_secs(300),
+            reporter: "airlock".into(),
+            namespace: None,
+            controller_class: "default".into(),
+        }
+    }
+}
+
+/// What every reconciler gets.
+pub struct Context<B> {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The secret backend (the Wasm runtime in the operator).
+    pub backend: B,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Settings.
+    pub config: Config,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<B> std::fmt::Debug for Context<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Context<B> {
+    /// A context for `backend`.
+    pub fn new(client: Client, backend: B, config: Config) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: config.reporter.clone(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Context {
+            client,
+            backend,
+            recorder,
+            config,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Publishes an Event about `object`; a failure to publish is only logged.
+    pub(crate) async fn event<K>(&self, object: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    /// Per-object exponential backoff after failures: 1 s doubling to 7 min (ESO's limits).
+    pub(crate) fn backoff(&self, key: String) -> Action {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        let secs = 1u64 << (*n - 1).min(9);
+        Action::requeue(Duration::from_secs(secs.min(420)))
+    }
+
+    /// Forgets the failures of an object after a success.
+    pub(crate) fn succeeded(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(key);
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The provider or the sandbox failed the call.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The runtime could not load a provider.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The store belongs to an operator of another controller class; nothing is done.
+    #[error("{0}")]
+    OtherControllerClass(String),
+    /// The referenced store does not exist.
+    #[error("{0}")]
+    StoreNotFound(String),
+    /// The store's spec cannot be used.
+    #[error("{0}")]
+    InvalidStore(String),
+    /// A ClusterSecretStore refuses this namespace.
+    #[error("{0}")]
+    StoreNotAllowed(String),
+    /// A value the ExternalSecret asks for does not exist at the provider.
+    #[error("{0}")]
+    SecretNotFoundAtProvider(String),
+    /// Fetched data cannot be written (bad key, bad encoding, NUL byte).
+    #[error("{0}")]
+    InvalidData(String),
+    /// A feature this version does not implement yet.
+    #[error("{message}")]
+    Unsupported {
+        /// Stable reason, e.g. `TemplateNotSupportedYet`.
+        reason: &'static str,
+        /// What is unsupported.
+        message: String,
+    },
+    /// The target Secret is controlled by another ExternalSecret.
+    #[error("{0}")]
+    OwnedByAnother(String),
+    /// The target Secret is immutable and its data would change.
+    #[error("could not update secret, target is immutable")]
+    Immutable,
+    /// `spec.module.path` is not a relative path inside the providers directory.
+    #[error("{0}")]
+    ModulePath(String),
+    /// The module file cannot be read.
+    #[error("cannot read module {path:?} in the providers directory: {source}")]
+    ModuleRead {
+        /// The file, as `spec.module.path` names it.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A stable, PascalCase reason for messages, events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesAPIError",
+            Error::Backend(e) => e.reason(),
+            Error::Runtime(e) => e.reason(),
+            Error::OtherControllerClass(_) => "OtherControllerClass",
+            Error::StoreNotFound(_) => "StoreNotFound",
+            Error::InvalidStore(_) => "InvalidStoreConfiguration",
+            Error::StoreNotAllowed(_) => "StoreNotAllowed",
+            Error::SecretNotFoundAtProvider(_) => "SecretNotFound",
+            Error::InvalidData(_) => "InvalidSecretData",
+            Error::Unsupported { reason, .. } => reason,
+            Error::OwnedByAnother(_) => "OwnedByAnotherExternalSecret",
+            Error::Immutable => "TargetImmutable",
+            Error::ModulePath(_) => "InvalidModulePath",
+            Error::ModuleRead { .. } => "ModuleNotFound",
+        }
+    }
+
+    /// Whether retrying with backoff may help; the others wait for a change of the object.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Error::Unsupported { .. } | Error::OwnedByAnother(_) | Error::Immutable
+        )
+    }
+}
+
+/// Runs every controller until the process is asked to stop.
+pub async fn run<B: ModuleHost>(client: Client, backend: B, config: Config) {
+    let ctx = Arc::new(Context::new(client, backend, config));
+    tokio::join!(
+        provider::run(ctx.clone()),
+        secret_store::run_namespaced(ctx.clone()),
+        secret_store::run_cluster(ctx.clone()),
+        external_secret::run(ctx),
+    );
+}
+
+/// An API for a namespaced kind, limited to the configured namespace if any.
+pub(crate) fn scoped_api<K, B>(ctx: &Context<B>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &ctx.config.namespace {
+        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
+        None => kube::Api::all(ctx.client.clone()),
+    }
+}
+
+/// The controller settings shared by all controllers.
+pub(crate) fn controller_config<B>(ctx: &Context<B>) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency)
+}
+
+/// Now as a Kubernetes time.
+pub(crate) fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// A `Ready` condition, keeping the previous transition time when the status is unchanged.
+pub(crate) fn ready_condition(
+    previous: Option<&[Condition]>,
+    status: ConditionStatus,
+    reason: &str,
+    message: impl Into<String>,
+) -> Condition {
+    let last = previous
+        .and_then(|c| c.iter().find(|c| c.type_ == CONDITION_READY))
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_transition_time.clone());
+    Condition {
+        type_: CONDITION_READY.into(),
+        status,
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_transition_time: Some(last.unwrap_or_else(now)),
+    }
+}
+
+/// The `Ready` condition among `conditions`.
+pub(crate) fn find_ready(conditions: Option<&[Condition]>) -> Option<&Condition> {
+    conditions?.iter().find(|c| c.type_ == CONDITION_READY)
+}
+
+/// Logs the end of a reconcile stream item.
+pub(crate) fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(
+    controller: &'static str,
+    result: Result<T, E>,
+) {
+    match result {
+        Ok(o) => tracing::debug!(controller, object = ?o, "reconciled"),
+        Err(e) => tracing::debug!(controller, error = %e, "reconcile failed"),
+    }
+}

@@ -1,0 +1,760 @@
+//! The ExternalSecret reconciler: fetches what an ExternalSecret asks for from its store's
+//! provider and writes the target Secret with server-side apply.
+//!
+//! A failure never deletes or blanks an existing Secret: it sets `Ready=False` with reason
+//! `SecretSyncedError`, publishes a Warning event and retries with backoff. Managed Secrets
+//! are watched (by the managed label) so that an edited or deleted Secret is repaired.
+
+mod data;
+mod stores;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, ready_condition};
+use crate::backend::{
+    Backend, BackendError, FindCriteria, MetadataPolicy, RemoteRef, SecretValue, StoreContext,
+};
+use crate::crd::common::{CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL};
+use crate::crd::external_secret::{
+    CreationPolicy, DeletionPolicy, ExternalSecretDataRemoteRef, RefreshPolicy,
+};
+use crate::crd::{ConditionStatus, ExternalSecret};
+
+pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
+pub use self::stores::{resolve_store, selector_matches, store_for};
+
+/// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Runs the ExternalSecret controller, watching managed Secrets for drift.
+pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
+    let api: Api<ExternalSecret> = super::scoped_api(&ctx);
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let secrets: Api<Secret> = super::scoped_api(&ctx);
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+    controller
+        .watches(secrets, managed, move |secret: Secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|es| es.namespace() == namespace && target_name(es) == name)
+                .map(|es| ObjectRef::from_obj(es.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(super::controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move { log_result("externalsecret", r) })
+        .await;
+}
+
+fn key(es: &ExternalSecret) -> String {
+    format!(
+        "externalsecret/{}/{}",
+        es.namespace().unwrap_or_default(),
+        es.name_any()
+    )
+}
+
+fn error_policy<B: ModuleHost>(es: Arc<ExternalSecret>, _: &Error, ctx: Arc<Context<B>>) -> Action {
+    ctx.backoff(key(&es))
+}
+
+/// The target Secret's name: `spec.target.name`, else the ExternalSecret's name.
+pub fn target_name(es: &ExternalSecret) -> String {
+    es.spec
+        .target
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| es.name_any())
+}
+
+fn hex56(bytes: &[u8]) -> String {
+    let mut h = hex::encode(Sha256::digest(bytes));
+    h.truncate(56);
+    h
+}
+
+/// Hash of a Secret's data, stored in the data-hash annotation to detect drift.
+pub fn data_hash(data: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in data {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v);
+    }
+    let mut out = hex::encode(h.finalize());
+    out.truncate(56);
+    out
+}
+
+/// `<generation>-<hash of labels and annotations>`: a change means the user changed the
+/// ExternalSecret (including the force-sync annotation).
+pub fn synced_resource_version(es: &ExternalSecret) -> String {
+    let meta = json!([es.labels(), es.annotations()]);
+    format!(
+        "{}-{}",
+        es.meta().generation.unwrap_or_default(),
+        hex56(meta.to_string().as_bytes())
+    )
+}
+
+fn interval(es: &ExternalSecret) -> Duration {
+    es.spec.refresh_interval.parse().unwrap_or(DEFAULT_INTERVAL)
+}
+
+fn seconds_since(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second() - time.0.as_second()
+}
+
+/// ESO's `shouldRefresh`: whether this reconcile must fetch from the provider.
+pub fn should_refresh(es: &ExternalSecret) -> bool {
+    let status = es.status.as_ref();
+    let refresh_time = status.and_then(|s| s.refresh_time.as_ref());
+    let synced = status.and_then(|s| s.synced_resource_version.as_deref());
+    let ready = find_ready(status.and_then(|s| s.conditions.as_deref()))
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    if !ready {
+        return true;
+    }
+    let current = synced_resource_version(es);
+    match es.spec.refresh_policy {
+        Some(RefreshPolicy::CreatedOnce) => synced.is_none() || refresh_time.is_none(),
+        Some(RefreshPolicy::OnChange) => synced != Some(current.as_str()),
+        Some(RefreshPolicy::Periodic) | None => {
+            let every = interval(es);
+            let Some(refreshed) = refresh_time else {
+                return true;
+            };
+            if every.is_zero() {
+                return false;
+            }
+            if synced != Some(current.as_str()) {
+                return true;
+            }
+            let age = seconds_since(refreshed);
+            age < 0 || age as u64 >= every.as_secs()
+        }
+    }
+}
+
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the existing target still is what the last sync wrote.
+fn secret_valid(es: &ExternalSecret, existing: Option<&Secret>) -> bool {
+    let policy = es.spec.target.creation_policy;
+    match (policy, existing) {
+        (CreationPolicy::Orphan | CreationPolicy::None, _) => true,
+        (CreationPolicy::Merge, None) => true,
+        (_, None) => false,
+        (_, Some(s)) => {
+            s.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true")
+                && s.annotations().get(DATA_HASH_ANNOTATION) == Some(&data_hash(&secret_data(s)))
+        }
+    }
+}
+
+/// How a successful sync ended.
+struct Synced {
+    reason: &'static str,
+    message: &'static str,
+    event: Option<(&'static str, &'static str)>,
+}
+
+impl Synced {
+    fn ok(event: Option<(&'static str, &'static str)>) -> Self {
+        Synced {
+            reason: "SecretSynced",
+            message: "secret synced",
+            event,
+        }
+    }
+}
+
+async fn reconcile<B: ModuleHost>(
+    es: Arc<ExternalSecret>,
+    ctx: Arc<Context<B>>,
+) -> Result<Action, Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let name = es.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let target = target_name(&es);
+    let existing = secrets.get_opt(&target).await?;
+    let every = interval(&es);
+    if !should_refresh(&es) && secret_valid(&es, existing.as_ref()) {
+        let next = match es.status.as_ref().and_then(|s| s.refresh_time.as_ref()) {
+            _ if every.is_zero() => return Ok(Action::await_change()),
+            Some(t) => every.saturating_sub(Duration::from_secs(seconds_since(t).max(0) as u64)),
+            None => every,
+        };
+        return Ok(Action::requeue(next.max(Duration::from_secs(1))));
+    }
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = es.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let started = super::now();
+    match sync(&es, &ctx, existing).await {
+        Ok(done) => {
+            let condition =
+                ready_condition(previous, ConditionStatus::True, done.reason, done.message);
+            let status = json!({"status": {
+                "conditions": [condition],
+                "refreshTime": started,
+                "syncedResourceVersion": synced_resource_version(&es),
+                "binding": {"name": target},
+            }});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            if let Some((reason, note)) = done.event {
+                ctx.event(es.as_ref(), EventType::Normal, reason, note.into())
+                    .await;
+            }
+            ctx.succeeded(&key(&es));
+            Ok(if every.is_zero() {
+                Action::await_change()
+            } else {
+                Action::requeue(every)
+            })
+        }
+        Err(Error::OtherControllerClass(why)) => {
+            tracing::debug!(externalsecret = %format!("{namespace}/{name}"), %why, "left to another controller class");
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let message = match &e {
+                Error::Backend(_) => {
+                    format!(
+                        "could not get secret data from provider ({}): {e}",
+                        e.reason()
+                    )
+                }
+                _ => format!("{} ({})", e, e.reason()),
+            };
+            tracing::warn!(externalsecret = %format!("{namespace}/{name}"), reason = e.reason(), error = %message, "sync failed");
+            let condition = ready_condition(
+                previous,
+                ConditionStatus::False,
+                "SecretSyncedError",
+                message.clone(),
+            );
+            let status = json!({"status": {"conditions": [condition]}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            ctx.event(es.as_ref(), EventType::Warning, "UpdateFailed", message)
+                .await;
+            if e.is_retryable() {
+                Err(e)
+            } else {
+                Ok(Action::await_change())
+            }
+        }
+    }
+}
+
+async fn sync<B: ModuleHost>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+    existing: Option<Secret>,
+) -> Result<Synced, Error> {
+    if es.spec.target.manifest.is_some() {
+        return Err(Error::Unsupported {
+            reason: "GenericTargetNotSupportedYet",
+            message: "spec.target.manifest (generic targets) is not supported yet".into(),
+        });
+    }
+    if let Some(t) = &es.spec.target.template
+        && (t.data.as_ref().is_some_and(|d| !d.is_empty())
+            || t.template_from.as_ref().is_some_and(|d| !d.is_empty()))
+    {
+        return Err(Error::Unsupported {
+            reason: "TemplateNotSupportedYet",
+            message: "spec.target.template.data and templateFrom are not supported yet; nothing was written".into(),
+        });
+    }
+    let data = fetch(es, ctx).await?;
+    let target = &es.spec.target;
+    if data.is_empty() {
+        match target.deletion_policy {
+            DeletionPolicy::Retain => {
+                return Ok(Synced {
+                    reason: "SecretSynced",
+                    message: "secret retained due to DeletionPolicy=Retain",
+                    event: None,
+                });
+            }
+            DeletionPolicy::Delete => {
+                let mut deleted = false;
+                if let Some(s) = &existing
+                    && target.creation_policy == CreationPolicy::Owner
+                    && controlled_by(s, es)
+                {
+                    let api: Api<Secret> =
+                        Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+                    api.delete(&s.name_any(), &DeleteParams::default()).await?;
+                    deleted = true;
+                }
+                return Ok(Synced {
+                    reason: "SecretDeleted",
+                    message: "secret deleted due to DeletionPolicy=Delete",
+                    event: deleted.then_some(("Deleted", "secret deleted")),
+                });
+            }
+            DeletionPolicy::Merge => {}
+        }
+    }
+    write(es, ctx, existing, data).await
+}
+
+fn controller_of(
+    s: &Secret,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    s.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+fn controlled_by(s: &Secret, es: &ExternalSecret) -> bool {
+    controller_of(s).is_some_and(|o| Some(&o.uid) == es.meta().uid.as_ref())
+}
+
+async fn write<B: ModuleHost>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+    existing: Option<Secret>,
+    data: BTreeMap<String, SecretValue>,
+) -> Result<Synced, Error> {
+    let target = &es.spec.target;
+    let policy = target.creation_policy;
+    if policy == CreationPolicy::None {
+        return Ok(Synced::ok(None));
+    }
+    if let Some(s) = &existing
+        && let Some(owner) = controller_of(s)
+        && Some(&owner.uid) != es.meta().uid.as_ref()
+    {
+        if owner.kind == "ExternalSecret" {
+            return Err(Error::OwnedByAnother(format!(
+                "target is owned by another ExternalSecret ({})",
+                owner.name
+            )));
+        }
+        if policy == CreationPolicy::Owner {
+            return Err(Error::OwnedByAnother(format!(
+                "failed to take ownership of target secret: it is controlled by {} {}",
+                owner.kind, owner.name
+            )));
+        }
+    }
+    if policy == CreationPolicy::Merge && existing.is_none() {
+        return Ok(Synced {
+            reason: "SecretMissing",
+            message: "secret will not be created due to CreationPolicy=Merge",
+            event: None,
+        });
+    }
+    let merge = matches!(
+        policy,
+        CreationPolicy::Merge | CreationPolicy::CreateOrMerge
+    );
+    let mut full: BTreeMap<String, Vec<u8>> = match (&existing, merge) {
+        (Some(s), true) => secret_data(s),
+        _ => BTreeMap::new(),
+    };
+    for (k, v) in &data {
+        full.insert(k.clone(), v.expose().to_vec());
+    }
+    let hash = data_hash(&full);
+    let namespace = es.namespace().unwrap_or_default();
+    let name = target_name(es);
+
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(meta) = target.template.as_ref().and_then(|t| t.metadata.as_ref()) {
+        labels.extend(meta.labels.clone().unwrap_or_default());
+        annotations.extend(meta.annotations.clone().unwrap_or_default());
+    }
+    labels.insert(MANAGED_LABEL.into(), "true".into());
+    annotations.insert(DATA_HASH_ANNOTATION.into(), hash.clone());
+    let owner = policy == CreationPolicy::Owner;
+    if owner {
+        labels.insert(
+            CREATED_BY_LABEL.into(),
+            hex56(format!("{namespace}/{}", es.name_any()).as_bytes()),
+        );
+    }
+
+    if let Some(s) = &existing {
+        let unchanged = secret_data(s) == full
+            && labels.iter().all(|(k, v)| s.labels().get(k) == Some(v))
+            && annotations
+                .iter()
+                .all(|(k, v)| s.annotations().get(k) == Some(v))
+            && (!owner || controlled_by(s, es))
+            && (target.immutable != Some(true) || s.immutable == Some(true))
+            && target
+                .template
+                .as_ref()
+                .and_then(|t| t.type_.as_ref())
+                .is_none_or(|t| s.type_.as_ref() == Some(t));
+        if unchanged {
+            return Ok(Synced::ok(None));
+        }
+        if s.immutable == Some(true) && secret_data(s) != full {
+            return Err(Error::Immutable);
+        }
+    }
+
+    let encoded: BTreeMap<&str, String> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(v.expose()),
+            )
+        })
+        .collect();
+    let mut metadata = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+    });
+    if owner {
+        metadata["ownerReferences"] = json!([{
+            "apiVersion": ExternalSecret::api_version(&()),
+            "kind": ExternalSecret::kind(&()),
+            "name": es.name_any(),
+            "uid": es.meta().uid.clone().unwrap_or_default(),
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]);
+    }
+    let mut object = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "data": encoded,
+    });
+    if let Some(t) = target.template.as_ref().and_then(|t| t.type_.as_ref()) {
+        object["type"] = json!(t);
+    }
+    if target.immutable == Some(true) {
+        object["immutable"] = json!(true);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
+    if !merge {
+        // Owner and Orphan replace the data: drop keys other field managers put there.
+        let extra: serde_json::Map<String, serde_json::Value> = secret_data(&applied)
+            .into_keys()
+            .filter(|k| !data.contains_key(k))
+            .map(|k| (k, serde_json::Value::Null))
+            .collect();
+        if !extra.is_empty() {
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"data": extra})),
+            )
+            .await?;
+        }
+    }
+    if owner {
+        delete_renamed_targets(&api, es, &name).await?;
+    }
+    Ok(Synced::ok(Some(if existing.is_some() {
+        ("Updated", "secret updated")
+    } else {
+        ("Created", "secret created")
+    })))
+}
+
+/// With creationPolicy Owner, deletes Secrets this ExternalSecret created under an earlier
+/// `target.name` (found by the created-by label and controlled by this ExternalSecret).
+async fn delete_renamed_targets(
+    api: &Api<Secret>,
+    es: &ExternalSecret,
+    current: &str,
+) -> Result<(), Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let created_by = hex56(format!("{namespace}/{}", es.name_any()).as_bytes());
+    let selector = format!("{CREATED_BY_LABEL}={created_by}");
+    let old = api
+        .list_metadata(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    for s in old.items {
+        let name = s.name_any();
+        let ours = s
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == es.meta().uid.as_ref());
+        if name != current && ours {
+            tracing::info!(secret = %format!("{namespace}/{name}"), "deleting the previous target of a renamed ExternalSecret");
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches everything the ExternalSecret asks for: `dataFrom[]` in order, then `data[]`
+/// (later keys win). All `data[]` refs of one store go in one batched call.
+async fn fetch<B: Backend>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+) -> Result<BTreeMap<String, SecretValue>, Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let default_ref = es.spec.secret_store_ref.clone();
+    let mut stores: HashMap<(String, String), StoreContext> = HashMap::new();
+    let retain = es.spec.target.deletion_policy == DeletionPolicy::Retain;
+    let mut out: BTreeMap<String, SecretValue> = BTreeMap::new();
+
+    for (i, from) in es.spec.data_from.iter().flatten().enumerate() {
+        let source = from.source_ref.as_ref();
+        if source.and_then(|s| s.generator_ref.as_ref()).is_some() {
+            return Err(Error::Unsupported {
+                reason: "GeneratorNotSupportedYet",
+                message: format!(
+                    "spec.dataFrom[{i}].sourceRef.generatorRef: generators are not supported yet"
+                ),
+            });
+        }
+        let store_ref = source
+            .and_then(|s| s.store_ref.clone())
+            .or_else(|| default_ref.clone());
+        let store = store_for(ctx, &namespace, store_ref, &mut stores).await?;
+        let (entries, conversion, decoding, null_bytes) = if let Some(extract) = &from.extract {
+            let reference = remote_ref(extract);
+            match ctx.backend.get_secret_map(&store, &reference).await? {
+                Some(map) => (
+                    map,
+                    extract.conversion_strategy,
+                    extract.decoding_strategy,
+                    extract.null_byte_policy,
+                ),
+                None if retain => {
+                    return Err(Error::SecretNotFoundAtProvider(format!(
+                        "secret does not exist at provider using spec.dataFrom[{i}] (key={})",
+                        extract.key
+                    )));
+                }
+                None => {
+                    ctx.event(
+                        es,
+                        EventType::Normal,
+                        "MissingProviderSecret",
+                        format!("secret does not exist at provider using spec.dataFrom[{i}]"),
+                    )
+                    .await;
+                    continue;
+                }
+            }
+        } else if let Some(find) = &from.find {
+            let criteria = FindCriteria {
+                path: find.path.clone(),
+                name_regexp: find.name.as_ref().and_then(|n| n.regexp.clone()),
+                tags: find.tags.clone().unwrap_or_default(),
+            };
+            (
+                ctx.backend.get_all_secrets(&store, &criteria).await?,
+                find.conversion_strategy,
+                find.decoding_strategy,
+                find.null_byte_policy,
+            )
+        } else {
+            continue;
+        };
+        let rewrites = from.rewrite.as_deref().unwrap_or_default();
+        for (remote_key, value) in entries {
+            let what = format!("spec.dataFrom[{i}]");
+            let key = if rewrites.is_empty() {
+                convert_key(&remote_key, conversion.unwrap_or_default())
+            } else {
+                rewrite_key(&remote_key, rewrites, &what)?
+            };
+            if key.is_empty() {
+                continue;
+            }
+            check_key(&key, &what)?;
+            let value = decode(value, decoding.unwrap_or_default(), &what)?;
+            check_null_bytes(&value, null_bytes.unwrap_or_default(), &what)?;
+            out.insert(key, value);
+        }
+    }
+
+    // data[]: one batched call per store.
+    let mut batches: Vec<(StoreContext, Vec<usize>)> = Vec::new();
+    let data = es.spec.data.as_deref().unwrap_or_default();
+    for (i, item) in data.iter().enumerate() {
+        let store_ref = item
+            .source_ref
+            .as_ref()
+            .and_then(|s| s.store_ref.clone())
+            .or_else(|| default_ref.clone());
+        let store = store_for(ctx, &namespace, store_ref, &mut stores).await?;
+        match batches.iter_mut().find(|(s, _)| s.info == store.info) {
+            Some((_, items)) => items.push(i),
+            None => batches.push((store, vec![i])),
+        }
+    }
+    for (store, items) in batches {
+        let refs: Vec<RemoteRef> = items
+            .iter()
+            .map(|&i| remote_ref(&data[i].remote_ref))
+            .collect();
+        let results = ctx.backend.get_secrets(&store, &refs).await?;
+        for (&i, result) in items.iter().zip(results) {
+            let item = &data[i];
+            let what = format!("spec.data[{i}] (key={})", item.remote_ref.key);
+            match result.map_err(BackendError::from)? {
+                Some(value) => {
+                    let value = decode(
+                        value,
+                        item.remote_ref.decoding_strategy.unwrap_or_default(),
+                        &what,
+                    )?;
+                    check_null_bytes(
+                        &value,
+                        item.remote_ref.null_byte_policy.unwrap_or_default(),
+                        &what,
+                    )?;
+                    out.insert(item.secret_key.clone(), value);
+                }
+                None if retain => {
+                    return Err(Error::SecretNotFoundAtProvider(format!(
+                        "secret does not exist at provider using {what}"
+                    )));
+                }
+                None => {
+                    ctx.event(
+                        es,
+                        EventType::Normal,
+                        "MissingProviderSecret",
+                        format!("secret does not exist at provider using {what}"),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn remote_ref(r: &ExternalSecretDataRemoteRef) -> RemoteRef {
+    use crate::crd::external_secret::MetadataPolicy as CrdPolicy;
+    RemoteRef {
+        key: r.key.clone(),
+        property: r.property.clone().filter(|p| !p.is_empty()),
+        version: r.version.clone().filter(|v| !v.is_empty()),
+        metadata_policy: match r.metadata_policy {
+            Some(CrdPolicy::Fetch) => MetadataPolicy::Fetch,
+            _ => MetadataPolicy::None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::external_secret::ExternalSecretStatus;
+    use crate::crd::{Condition, ExternalSecretSpec, GoDuration};
+
+    fn synced_es(interval: &str, age_secs: i64, policy: Option<RefreshPolicy>) -> ExternalSecret {
+        let mut es = ExternalSecret::new(
+            "app",
+            ExternalSecretSpec {
+                refresh_interval: GoDuration::new(interval),
+                refresh_policy: policy,
+                ..ExternalSecretSpec::default()
+            },
+        );
+        es.metadata.generation = Some(1);
+        let refreshed = k8s_openapi::jiff::Timestamp::now()
+            - k8s_openapi::jiff::SignedDuration::from_secs(age_secs);
+        es.status = Some(ExternalSecretStatus {
+            refresh_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                refreshed,
+            )),
+            synced_resource_version: Some(synced_resource_version(&es)),
+            conditions: Some(vec![Condition {
+                type_: "Ready".into(),
+                status: ConditionStatus::True,
+                ..Condition::default()
+            }]),
+            binding: None,
+        });
+        es
+    }
+
+    #[test]
+    fn refresh_follows_the_interval_the_policy_and_changes() {
+        assert!(!should_refresh(&synced_es("1h", 10, None)));
+        assert!(should_refresh(&synced_es("1h", 3700, None)));
+        assert!(
+            !should_refresh(&synced_es("0s", 99999, None)),
+            "0 = never again"
+        );
+        let mut changed = synced_es("1h", 10, None);
+        changed.metadata.annotations = Some(BTreeMap::from([(
+            crate::crd::common::FORCE_SYNC_ANNOTATION.to_string(),
+            "now".to_string(),
+        )]));
+        assert!(
+            should_refresh(&changed),
+            "force-sync changes the synced version"
+        );
+        assert!(!should_refresh(&synced_es(
+            "1s",
+            99999,
+            Some(RefreshPolicy::CreatedOnce)
+        )));
+        let mut bumped = synced_es("1h", 10, Some(RefreshPolicy::OnChange));
+        bumped.metadata.generation = Some(2);
+        assert!(should_refresh(&bumped));
+        let mut failed = synced_es("1h", 10, None);
+        failed.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
+            ConditionStatus::False;
+        assert!(should_refresh(&failed), "a failed sync is retried");
+    }
+
+    #[test]
+    fn data_hash_depends_on_keys_and_values() {
+        let a = BTreeMap::from([("k".to_string(), b"v".to_vec())]);
+        let b = BTreeMap::from([("k".to_string(), b"w".to_vec())]);
+        assert_ne!(data_hash(&a), data_hash(&b));
+        assert_eq!(data_hash(&a).len(), 56);
+    }
+}

@@ -1,0 +1,377 @@
+//! The SecretStore and ClusterSecretStore reconciler: asks the provider to validate the store
+//! and reports `Ready` (`Valid`, `ValidationUnknown` or `InvalidProviderConfig`) and the
+//! provider's capabilities, then re-validates at the store's `refreshInterval`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{Context, Error, ModuleHost, find_ready, log_result, ready_condition};
+use crate::backend::{Capabilities, StoreContext, StoreInfo, StoreKind, Validation};
+use crate::crd::{
+    ClusterSecretStore, ConditionStatus, GoDuration, Provider, SecretStore, SecretStoreSpec,
+};
+use crate::runtime::TlsSettings;
+
+/// Builds what the backend needs to serve a store: the Provider's name (the key under
+/// `spec.provider`, lowercased), its configuration and the store's identity. `namespace` is
+/// the SecretStore's namespace, or for a ClusterSecretStore the namespace it is used from.
+pub fn store_context(
+    spec: &SecretStoreSpec,
+    kind: StoreKind,
+    name: &str,
+    namespace: &str,
+) -> Result<StoreContext, Error> {
+    let (key, config) = spec.provider_config().ok_or_else(|| {
+        Error::InvalidStore(format!(
+            "{} {name:?}: spec.provider must have exactly one key naming the provider",
+            kind_name(kind)
+        ))
+    })?;
+    Ok(StoreContext {
+        provider: key.to_lowercase(),
+        config: serde_json::Value::Object(config.clone()),
+        info: StoreInfo {
+            kind,
+            name: name.into(),
+            namespace: namespace.into(),
+        },
+        tls: TlsSettings::default(),
+    })
+}
+
+/// Where a store's provider config says its CA certificates are (ESO's `caBundle` and
+/// `caProvider`, at the top of the provider config or under `server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// Base64 PEM written in the config.
+    Inline(String),
+    /// A key of a Secret or ConfigMap.
+    Object {
+        /// `true` for a ConfigMap.
+        config_map: bool,
+        /// Object name.
+        name: String,
+        /// Key (default `ca.crt`).
+        key: String,
+        /// Namespace named in the config (honoured for ClusterSecretStores only).
+        namespace: Option<String>,
+    },
+}
+
+/// Finds the CA settings of a provider config.
+pub fn ca_source(config: &serde_json::Value) -> Option<CaSource> {
+    let scopes = [Some(config), config.get("server")];
+    for scope in scopes.into_iter().flatten() {
+        if let Some(b) = scope
+            .get("caBundle")
+            .and_then(|v| v.as_str())
+            .filter(|b| !b.is_empty())
+        {
+            return Some(CaSource::Inline(b.to_string()));
+        }
+        if let Some(p) = scope.get("caProvider") {
+            let text = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            return Some(CaSource::Object {
+                config_map: text("type").as_deref() == Some("ConfigMap"),
+                name: text("name").unwrap_or_default(),
+                key: text("key").unwrap_or_else(|| "ca.crt".into()),
+                namespace: text("namespace"),
+            });
+        }
+    }
+    None
+}
+
+/// Fills in the store's TLS settings from its `caBundle` or `caProvider`.
+pub async fn resolve_tls<B>(ctx: &Context<B>, store: &mut StoreContext) -> Result<(), Error> {
+    use base64::Engine as _;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let Some(source) = ca_source(&store.config) else {
+        return Ok(());
+    };
+    let pem = match source {
+        CaSource::Inline(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| Error::InvalidStore(format!("caBundle is not base64: {e}")))?,
+        CaSource::Object {
+            config_map,
+            name,
+            key,
+            namespace,
+        } => {
+            let ns = match store.info.kind {
+                StoreKind::SecretStore => store.info.namespace.clone(),
+                StoreKind::ClusterSecretStore => namespace.ok_or_else(|| {
+                    Error::InvalidStore(
+                        "caProvider.namespace is required in a ClusterSecretStore".into(),
+                    )
+                })?,
+            };
+            let missing = || {
+                Error::InvalidStore(format!(
+                    "caProvider: {} {ns}/{name} has no key {key:?}",
+                    if config_map { "ConfigMap" } else { "Secret" }
+                ))
+            };
+            if config_map {
+                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+                let map = api.get_opt(&name).await?.ok_or_else(missing)?;
+                map.data
+                    .and_then(|mut d| d.remove(&key))
+                    .map(String::into_bytes)
+                    .ok_or_else(missing)?
+            } else {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+                let secret = api.get_opt(&name).await?.ok_or_else(missing)?;
+                secret
+                    .data
+                    .and_then(|mut d| d.remove(&key))
+                    .map(|v| v.0)
+                    .ok_or_else(missing)?
+            }
+        }
+    };
+    store.tls.ca_bundle_pem = Some(pem);
+    Ok(())
+}
+
+/// `SecretStore` or `ClusterSecretStore`.
+pub fn kind_name(kind: StoreKind) -> &'static str {
+    match kind {
+        StoreKind::SecretStore => "SecretStore",
+        StoreKind::ClusterSecretStore => "ClusterSecretStore",
+    }
+}
+
+/// The two store kinds, for one generic reconciler.
+pub trait StoreResource:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static
+{
+    /// Which kind.
+    const KIND: StoreKind;
+    /// The spec.
+    fn spec(&self) -> &SecretStoreSpec;
+    /// The current conditions.
+    fn conditions(&self) -> Option<&[crate::crd::Condition]>;
+    /// The API for this object.
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self>;
+    /// The API the controller watches.
+    fn watched<B>(ctx: &Context<B>) -> Api<Self>;
+}
+
+impl StoreResource for SecretStore {
+    const KIND: StoreKind = StoreKind::SecretStore;
+    fn spec(&self) -> &SecretStoreSpec {
+        &self.spec
+    }
+    fn conditions(&self) -> Option<&[crate::crd::Condition]> {
+        self.status.as_ref()?.conditions.as_deref()
+    }
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self> {
+        match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+    fn watched<B>(ctx: &Context<B>) -> Api<Self> {
+        super::scoped_api(ctx)
+    }
+}
+
+impl StoreResource for ClusterSecretStore {
+    const KIND: StoreKind = StoreKind::ClusterSecretStore;
+    fn spec(&self) -> &SecretStoreSpec {
+        &self.spec
+    }
+    fn conditions(&self) -> Option<&[crate::crd::Condition]> {
+        self.status.as_ref()?.conditions.as_deref()
+    }
+    fn api(client: kube::Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client)
+    }
+    fn watched<B>(ctx: &Context<B>) -> Api<Self> {
+        Api::all(ctx.client.clone())
+    }
+}
+
+/// Runs the SecretStore controller.
+pub async fn run_namespaced<B: ModuleHost>(ctx: Arc<Context<B>>) {
+    run::<SecretStore, B>(ctx).await
+}
+
+/// Runs the ClusterSecretStore controller.
+pub async fn run_cluster<B: ModuleHost>(ctx: Arc<Context<B>>) {
+    run::<ClusterSecretStore, B>(ctx).await
+}
+
+async fn run<S: StoreResource, B: ModuleHost>(ctx: Arc<Context<B>>) {
+    let api = S::watched(&ctx);
+    let controller = Controller::new(api, watcher::Config::default());
+    let stores = controller.store();
+    // A store using a Provider is re-validated as soon as that Provider (re)loads.
+    let providers: Api<Provider> = Api::all(ctx.client.clone());
+    controller
+        .watches(providers, watcher::Config::default(), move |p: Provider| {
+            let name = p.name_any();
+            stores
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    s.spec()
+                        .provider_config()
+                        .is_some_and(|(key, _)| key.to_lowercase() == name)
+                })
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(super::controller_config(&ctx))
+        .shutdown_on_signal()
+        .run(reconcile::<S, B>, error_policy::<S, B>, ctx)
+        .for_each(|r| async move { log_result(kind_name(S::KIND), r) })
+        .await;
+}
+
+fn key<S: StoreResource>(s: &S) -> String {
+    format!(
+        "{}/{}/{}",
+        kind_name(S::KIND),
+        s.namespace().unwrap_or_default(),
+        s.name_any()
+    )
+}
+
+fn error_policy<S: StoreResource, B: ModuleHost>(
+    s: Arc<S>,
+    _: &Error,
+    ctx: Arc<Context<B>>,
+) -> Action {
+    ctx.backoff(key(s.as_ref()))
+}
+
+/// The store's re-validation interval: `spec.refreshInterval` (seconds or a duration), else
+/// the operator default.
+fn requeue_interval(spec: &SecretStoreSpec, default: Duration) -> Duration {
+    let parsed = match &spec.refresh_interval {
+        Some(IntOrString::Int(secs)) => u64::try_from(*secs).ok().map(Duration::from_secs),
+        Some(IntOrString::String(text)) => GoDuration::new(text.clone()).parse().ok(),
+        None => None,
+    };
+    parsed.filter(|d| !d.is_zero()).unwrap_or(default)
+}
+
+fn capabilities_name(c: Capabilities) -> &'static str {
+    c.as_str()
+}
+
+async fn reconcile<S: StoreResource, B: ModuleHost>(
+    s: Arc<S>,
+    ctx: Arc<Context<B>>,
+) -> Result<Action, Error> {
+    if !ctx.config.serves(s.spec().controller.as_deref()) {
+        return Ok(Action::await_change());
+    }
+    let name = s.name_any();
+    let namespace = s.namespace().unwrap_or_default();
+    let previous = s.conditions();
+    let outcome = async {
+        let mut store = store_context(s.spec(), S::KIND, &name, &namespace)?;
+        resolve_tls(&ctx, &mut store).await?;
+        let capabilities = ctx.backend.capabilities(&store)?;
+        let validation = ctx.backend.validate(&store).await?;
+        Ok::<_, Error>((capabilities, validation))
+    }
+    .await;
+    let (condition, capabilities) = match &outcome {
+        Ok((caps, Validation::Ready)) => (
+            ready_condition(previous, ConditionStatus::True, "Valid", "store validated"),
+            Some(*caps),
+        ),
+        Ok((caps, Validation::Unknown)) => (
+            ready_condition(
+                previous,
+                ConditionStatus::True,
+                "ValidationUnknown",
+                "the provider cannot tell whether the store is valid",
+            ),
+            Some(*caps),
+        ),
+        Err(e) => (
+            ready_condition(
+                previous,
+                ConditionStatus::False,
+                "InvalidProviderConfig",
+                format!("unable to validate store ({}): {e}", e.reason()),
+            ),
+            None,
+        ),
+    };
+    let old = find_ready(previous);
+    let transitioned = old.map(|c| (c.status, c.message.clone()))
+        != Some((condition.status, condition.message.clone()));
+    if transitioned {
+        let (type_, reason) = match condition.status {
+            ConditionStatus::True => (EventType::Normal, condition.reason.clone()),
+            _ => (EventType::Warning, condition.reason.clone()),
+        };
+        ctx.event(
+            s.as_ref(),
+            type_,
+            reason.as_deref().unwrap_or("Valid"),
+            condition.message.clone().unwrap_or_default(),
+        )
+        .await;
+    }
+    let patch = json!({"status": {
+        "conditions": [condition],
+        "capabilities": capabilities.map(capabilities_name),
+    }});
+    S::api(ctx.client.clone(), s.namespace().as_deref())
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    match outcome {
+        Ok(_) => {
+            ctx.succeeded(&key(s.as_ref()));
+            Ok(Action::requeue(requeue_interval(
+                s.spec(),
+                ctx.config.store_requeue_interval,
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ca_settings_are_found_where_eso_providers_put_them() {
+        assert_eq!(ca_source(&json!({"server": "https://vault"})), None);
+        assert_eq!(
+            ca_source(&json!({"caBundle": "UEVN"})),
+            Some(CaSource::Inline("UEVN".into()))
+        );
+        assert_eq!(
+            ca_source(&json!({"server": {"caProvider": {"type": "ConfigMap", "name": "ca"}}})),
+            Some(CaSource::Object {
+                config_map: true,
+                name: "ca".into(),
+                key: "ca.crt".into(),
+                namespace: None
+            })
+        );
+    }
+}

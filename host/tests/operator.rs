@@ -1,0 +1,916 @@
+//! The operator against a real kube-apiserver: each test runs the controllers in-process,
+//! scoped to a namespace of its own, with the real `fake.wasm` loaded through a `Provider`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock::controller::{self, Config};
+use airlock::crd::{self, ExternalSecret, Provider, SecretStore};
+use airlock::kube_credentials::KubeCredentials;
+use airlock::runtime::{EngineConfig, Runtime};
+use airlock_testenv::ControlPlane;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One test's world: a namespace, a client and a running operator.
+struct Env {
+    client: Client,
+    ns: String,
+    _providers: tempfile::TempDir,
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("airlock-operator-cache-{}", std::process::id()))
+}
+
+/// Polls `check` until it returns `Some`, failing after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {TIMEOUT:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn apply<K>(api: &Api<K>, value: Value)
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("airlock-test").force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crd::all() {
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("airlock-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+    }
+    for crd in crd::all() {
+        let name = crd.name_any();
+        eventually(&format!("CRD {name} established"), || async {
+            let c = api.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+/// CRDs, a namespace, the `fake` Provider loaded, and the operator running.
+async fn start(prefix: &str) -> Env {
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace(prefix).await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::FAKE,
+        providers.path().join("fake.wasm"),
+    )
+    .expect("copy fake.wasm");
+    let runtime = Runtime::new(
+        &EngineConfig {
+            cache_dir: Some(cache_dir()),
+            ..EngineConfig::default()
+        },
+        Arc::new(KubeCredentials::new(client.clone())),
+    )
+    .expect("runtime");
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    let providers_api: Api<Provider> = Api::all(client.clone());
+    apply(
+        &providers_api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
+    )
+    .await;
+    // This test's operator has loaded the module (other tests' operators may have set the
+    // status already).
+    eventually("the fake provider loaded in this operator", || async {
+        runtime.provider("fake").map(|_| ())
+    })
+    .await;
+    Env {
+        client,
+        ns,
+        _providers: providers,
+    }
+}
+
+fn fake_data() -> Value {
+    json!([
+        {"key": "production/database", "value": "{\"username\":\"admin\",\"password\":\"s3cr3t\"}"},
+        {"key": "production/api-keys", "value": "{\"api-key\":\"abc123\"}"},
+        {"key": "staging/database", "value": "stage"}
+    ])
+}
+
+impl Env {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn store(&self, name: &str, fake: Value) {
+        apply(
+            &self.api::<SecretStore>(),
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                   "metadata": {"name": name, "namespace": self.ns},
+                   "spec": {"provider": {"fake": fake}}}),
+        )
+        .await;
+    }
+
+    async fn external_secret(&self, name: &str, spec: Value) {
+        apply(
+            &self.api::<ExternalSecret>(),
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                   "metadata": {"name": name, "namespace": self.ns}, "spec": spec}),
+        )
+        .await;
+    }
+
+    /// The ExternalSecret's Ready condition once it has the wanted status.
+    async fn ready(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> (ExternalSecret, crd::Condition) {
+        let api = self.api::<ExternalSecret>();
+        eventually(
+            &format!("ExternalSecret {name} Ready={status} {reason}"),
+            || async {
+                let es = api.get(name).await.ok()?;
+                let c = es
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .find(|c| c.type_ == "Ready")?
+                    .clone();
+                (format!("{:?}", c.status) == status && c.reason.as_deref() == Some(reason))
+                    .then_some((es, c))
+            },
+        )
+        .await
+    }
+
+    async fn secret_data(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let s = self.api::<Secret>().get_opt(name).await.ok()??;
+        Some(text_data(&s))
+    }
+}
+
+fn text_data(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+fn seed_es(store: &str) -> Value {
+    json!({
+        "refreshInterval": "1h",
+        "secretStoreRef": {"name": store, "kind": "SecretStore"},
+        "target": {"name": "database-credentials", "creationPolicy": "Owner"},
+        "data": [
+            {"secretKey": "username", "remoteRef": {"key": "production/database", "property": "username"}},
+            {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
+        ]
+    })
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_external_secret_syncs_into_an_owned_managed_secret() {
+    let env = start("es-sync").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+
+    let (es, ready) = env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(ready.message.as_deref(), Some("secret synced"));
+    let status = es.status.as_ref().unwrap();
+    assert!(status.refresh_time.is_some(), "{status:?}");
+    assert_eq!(
+        status.binding.as_ref().map(|b| b.name.as_str()),
+        Some("database-credentials")
+    );
+    assert!(
+        status
+            .synced_resource_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("1-")),
+        "{status:?}"
+    );
+
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .expect("the target Secret exists");
+    assert_eq!(
+        text_data(&secret),
+        map(&[("username", "admin"), ("password", "s3cr3t")])
+    );
+    assert_eq!(
+        secret
+            .labels()
+            .get("reconcile.external-secrets.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        secret
+            .annotations()
+            .contains_key("reconcile.external-secrets.io/data-hash")
+    );
+    let owners = secret.owner_references();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0].kind, "ExternalSecret");
+    assert_eq!(owners[0].name, "database");
+    assert_eq!(Some(&owners[0].uid), es.metadata.uid.as_ref());
+    assert_eq!(owners[0].controller, Some(true));
+
+    let provider: Api<Provider> = Api::all(env.client.clone());
+    let p = eventually("Provider fake Ready", || async {
+        let p = provider.get("fake").await.ok()?;
+        let s = p.status.clone()?;
+        s.conditions?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == crd::ConditionStatus::True)
+            .then_some(p)
+    })
+    .await;
+    let ps = p.status.unwrap();
+    assert!(
+        ps.digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+        "{ps:?}"
+    );
+    assert_eq!(ps.world.as_deref(), Some("airlock:provider/provider@0.1.0"));
+
+    let stores = env.api::<SecretStore>();
+    let store = eventually("SecretStore Ready Valid", || async {
+        let s = stores.get("fake-store").await.ok()?;
+        let st = s.status.clone()?;
+        st.conditions
+            .as_ref()?
+            .iter()
+            .any(|c| {
+                c.type_ == "Ready"
+                    && c.status == crd::ConditionStatus::True
+                    && c.reason.as_deref() == Some("Valid")
+            })
+            .then_some(st)
+    })
+    .await;
+    assert_eq!(
+        store.capabilities,
+        Some(crd::common::Capabilities::ReadWrite)
+    );
+}
+
+#[tokio::test]
+async fn data_from_extract_and_find_produce_the_expected_keys() {
+    let env = start("es-datafrom").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret(
+        "all",
+        json!({
+            "secretStoreRef": {"name": "fake-store"},
+            "target": {"name": "all"},
+            "dataFrom": [
+                {"extract": {"key": "production/database"}},
+                {"find": {"name": {"regexp": "^production/"}},
+                 "rewrite": [{"regexp": {"source": "^production/", "target": "found-"}}]},
+                {"find": {"path": "staging/"}}
+            ]
+        }),
+    )
+    .await;
+    env.ready("all", "True", "SecretSynced").await;
+    let data = env.secret_data("all").await.expect("Secret all");
+    assert_eq!(
+        data,
+        map(&[
+            ("username", "admin"),
+            ("password", "s3cr3t"),
+            (
+                "found-database",
+                "{\"username\":\"admin\",\"password\":\"s3cr3t\"}"
+            ),
+            ("found-api-keys", "{\"api-key\":\"abc123\"}"),
+            ("staging_database", "stage"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_provider_failure_keeps_the_existing_secret_data() {
+    let env = start("es-failure").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(synced.clone())
+    );
+
+    // The key disappears at the provider; force a refresh.
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "other", "value": "x"}]}),
+    )
+    .await;
+    let es_api = env.api::<ExternalSecret>();
+    let force =
+        |v: &str| json!({"metadata": {"annotations": {"external-secrets.io/force-sync": v}}});
+    es_api
+        .patch(
+            "database",
+            &PatchParams::default(),
+            &Patch::Merge(&force("1")),
+        )
+        .await
+        .expect("annotate");
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("does not exist at provider"), "{message}");
+    assert!(message.contains("production/database"), "{message}");
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(synced.clone())
+    );
+
+    // An invalid store configuration fails the same way, with the backend's reason.
+    env.store("fake-store", json!({"data": "not-a-list"})).await;
+    es_api
+        .patch(
+            "database",
+            &PatchParams::default(),
+            &Patch::Merge(&force("2")),
+        )
+        .await
+        .expect("annotate");
+    let ready = eventually("the invalid-config error", || async {
+        let (_, c) = env.ready("database", "False", "SecretSyncedError").await;
+        c.message
+            .as_deref()
+            .is_some_and(|m| m.contains("InvalidProviderConfig"))
+            .then_some(c)
+    })
+    .await;
+    assert!(
+        ready
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("could not get secret data from provider"),
+        "{ready:?}"
+    );
+    assert_eq!(env.secret_data("database-credentials").await, Some(synced));
+
+    // Events tell the story without ever carrying a value.
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let seen = eventually("Created and UpdateFailed events", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        let about_es: Vec<_> = list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("database"))
+            .collect();
+        let has = |reason: &str, type_: &str| {
+            about_es
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some(type_))
+        };
+        (has("Created", "Normal") && has("UpdateFailed", "Warning")).then_some(about_es)
+    })
+    .await;
+    for e in &seen {
+        let note = e.note.clone().unwrap_or_default();
+        assert!(!note.contains("s3cr3t"), "an event leaks a value: {note}");
+    }
+
+    let stores = env.api::<SecretStore>();
+    eventually("SecretStore Ready=False InvalidProviderConfig", || async {
+        let s = stores.get("fake-store").await.ok()?;
+        s.status?
+            .conditions?
+            .iter()
+            .any(|c| {
+                c.type_ == "Ready"
+                    && c.status == crd::ConditionStatus::False
+                    && c.reason.as_deref() == Some("InvalidProviderConfig")
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_store_sets_ready_false_naming_the_store() {
+    let env = start("es-nostore").await;
+    env.external_secret("database", seed_es("no-such-store"))
+        .await;
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("\"no-such-store\""), "{message}");
+    assert!(message.contains("SecretStore"), "{message}");
+    assert_eq!(env.secret_data("database-credentials").await, None);
+}
+
+#[tokio::test]
+async fn creation_policies_merge_none_and_orphan_write_as_eso_does() {
+    let env = start("es-policies").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let with_policy = |target: &str, policy: &str| {
+        let mut spec = seed_es("fake-store");
+        spec["target"] = json!({"name": target, "creationPolicy": policy});
+        spec
+    };
+
+    // Merge: nothing is created while the Secret is absent.
+    env.external_secret("merge", with_policy("merged", "Merge"))
+        .await;
+    let (_, ready) = env.ready("merge", "True", "SecretMissing").await;
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("secret will not be created due to CreationPolicy=Merge")
+    );
+    assert_eq!(env.secret_data("merged").await, None);
+    // Once someone creates it, the managed keys are merged in and foreign keys stay.
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "merged", "namespace": env.ns},
+               "stringData": {"keep": "me"}}),
+    )
+    .await;
+    env.api::<ExternalSecret>()
+        .patch(
+            "merge",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"external-secrets.io/force-sync": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    env.ready("merge", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("merged").await,
+        Some(map(&[
+            ("keep", "me"),
+            ("username", "admin"),
+            ("password", "s3cr3t")
+        ]))
+    );
+    let merged = env.api::<Secret>().get("merged").await.unwrap();
+    assert!(merged.owner_references().is_empty());
+
+    // None: synced, nothing written.
+    env.external_secret("none", with_policy("not-written", "None"))
+        .await;
+    env.ready("none", "True", "SecretSynced").await;
+    assert_eq!(env.secret_data("not-written").await, None);
+
+    // Orphan: written without an owner reference.
+    env.external_secret("orphan", with_policy("orphaned", "Orphan"))
+        .await;
+    env.ready("orphan", "True", "SecretSynced").await;
+    let orphan = env.api::<Secret>().get("orphaned").await.unwrap();
+    assert!(orphan.owner_references().is_empty());
+    assert_eq!(
+        text_data(&orphan),
+        map(&[("username", "admin"), ("password", "s3cr3t")])
+    );
+}
+
+#[tokio::test]
+async fn an_edited_or_deleted_secret_is_repaired() {
+    let env = start("es-drift").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let secrets = env.api::<Secret>();
+
+    secrets
+        .patch(
+            "database-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"password": "tampered", "extra": "x"}})),
+        )
+        .await
+        .expect("edit");
+    eventually("the edited Secret repaired", || async {
+        (env.secret_data("database-credentials").await? == synced).then_some(())
+    })
+    .await;
+
+    secrets
+        .delete("database-credentials", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the deleted Secret recreated", || async {
+        (env.secret_data("database-credentials").await? == synced).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn provider_module_errors_are_reported_on_the_provider_status() {
+    let env = start("provider-errors").await;
+    let api: Api<Provider> = Api::all(env.client.clone());
+    let missing = format!("{}-missing", env.ns);
+    let oci = format!("{}-oci", env.ns);
+    apply(
+        &api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": missing}, "spec": {"module": {"path": "nope/missing.wasm"}}}),
+    )
+    .await;
+    apply(
+        &api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": oci}, "spec": {"module": {"oci": format!(
+                   "registry.example/airlock/vault:1.0@sha256:{}", "0".repeat(64))}}}),
+    )
+    .await;
+    for (name, reason) in [(&missing, "ModuleNotFound"), (&oci, "OciNotSupportedYet")] {
+        let c = eventually(&format!("Provider {name} Ready=False {reason}"), || async {
+            let p = api.get(name).await.ok()?;
+            p.status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.status == crd::ConditionStatus::False)
+                .filter(|c| c.reason.as_deref() == Some(reason))
+        })
+        .await;
+        assert!(c.message.is_some_and(|m| !m.is_empty()));
+    }
+    // Deleting a Provider unloads its module.
+    api.delete(&missing, &Default::default())
+        .await
+        .expect("delete");
+    api.delete(&oci, &Default::default()).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_cluster_store_refuses_namespaces_its_conditions_exclude() {
+    let env = start("css").await;
+    let api: Api<crd::ClusterSecretStore> = Api::all(env.client.clone());
+    let allowed = format!("{}-allowed", env.ns);
+    let denied = format!("{}-denied", env.ns);
+    for (name, namespaces) in [(&allowed, json!([env.ns])), (&denied, json!(["elsewhere"]))] {
+        apply(
+            &api,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+                   "metadata": {"name": name},
+                   "spec": {"provider": {"fake": {"data": fake_data()}},
+                            "conditions": [{"namespaces": namespaces}]}}),
+        )
+        .await;
+    }
+    let mut spec = seed_es(&allowed);
+    spec["secretStoreRef"]["kind"] = json!("ClusterSecretStore");
+    env.external_secret("allowed", spec.clone()).await;
+    spec["secretStoreRef"]["name"] = json!(denied);
+    spec["target"]["name"] = json!("denied");
+    env.external_secret("denied", spec).await;
+
+    env.ready("allowed", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+    let (_, ready) = env.ready("denied", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("not allowed from namespace"), "{message}");
+    assert_eq!(env.secret_data("denied").await, None);
+    for name in [&allowed, &denied] {
+        api.delete(name, &Default::default()).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn the_airlock_run_command_syncs_an_external_secret() {
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("cli-run").await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::FAKE,
+        providers.path().join("fake.wasm"),
+    )
+    .expect("copy fake.wasm");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["run", "--log-format", "json", "--namespace", &ns])
+        .args([
+            "--enable-leader-election",
+            "--leader-election-namespace",
+            &ns,
+        ])
+        .arg("--providers-dir")
+        .arg(providers.path())
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("AIRLOCK_LOG", "error")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("airlock run starts");
+    let env = Env {
+        client: client.clone(),
+        ns,
+        _providers: providers,
+    };
+    let provider_api: Api<Provider> = Api::all(client.clone());
+    apply(
+        &provider_api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
+    )
+    .await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "airlock run exited"
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = env.api();
+    let lease = leases
+        .get("airlock-controller")
+        .await
+        .expect("the leader lease");
+    assert!(lease.spec.and_then(|s| s.holder_identity).is_some());
+    child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn a_short_refresh_interval_picks_up_provider_changes() {
+    let env = start("es-refresh").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["refreshInterval"] = json!("1s");
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "production/database",
+                         "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}]}),
+    )
+    .await;
+    eventually("the rotated password synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_policy_delete_removes_the_secret_when_the_provider_has_nothing() {
+    let env = start("es-delete").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["deletionPolicy"] = json!("Delete");
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+    assert!(env.secret_data("database-credentials").await.is_some());
+    env.store("fake-store", json!({"data": []})).await;
+    env.api::<ExternalSecret>()
+        .patch(
+            "database",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"external-secrets.io/force-sync": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let (_, ready) = env.ready("database", "True", "SecretDeleted").await;
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("secret deleted due to DeletionPolicy=Delete")
+    );
+    eventually("the Secret deleted", || async {
+        env.secret_data("database-credentials")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn template_data_is_refused_with_a_clear_condition_and_writes_nothing() {
+    let env = start("es-template").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["template"] = json!({"data": {"dsn": "{{ .username }}:{{ .password }}"}});
+    env.external_secret("database", spec).await;
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("TemplateNotSupportedYet"), "{message}");
+    assert_eq!(env.secret_data("database-credentials").await, None);
+}
+
+#[tokio::test]
+async fn renaming_the_target_deletes_the_old_secret_and_template_metadata_is_copied() {
+    let env = start("es-rename").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["template"] = json!({
+        "type": "kubernetes.io/basic-auth",
+        "metadata": {"labels": {"team": "a"}, "annotations": {"owner": "db-team"}}
+    });
+    env.external_secret("database", spec.clone()).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(secret.labels().get("team").map(String::as_str), Some("a"));
+    assert_eq!(
+        secret.annotations().get("owner").map(String::as_str),
+        Some("db-team")
+    );
+
+    spec["target"]["name"] = json!("renamed");
+    env.external_secret("database", spec).await;
+    eventually(
+        "the renamed Secret written and the old one deleted",
+        || async {
+            let new = env.secret_data("renamed").await?;
+            let old_gone = env.secret_data("database-credentials").await.is_none();
+            (old_gone && new == map(&[("username", "admin"), ("password", "s3cr3t")])).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stores_of_another_controller_class_are_left_alone() {
+    let env = start("es-class").await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "other-class", "namespace": env.ns},
+               "spec": {"controller": "shard-b", "provider": {"fake": {"data": fake_data()}}}}),
+    )
+    .await;
+    env.external_secret("database", seed_es("other-class"))
+        .await;
+    // A store of this operator's class in the same namespace syncs meanwhile.
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["target"]["name"] = json!("mine");
+    env.external_secret("mine", spec).await;
+    env.ready("mine", "True", "SecretSynced").await;
+    let es = env.api::<ExternalSecret>().get("database").await.unwrap();
+    assert!(es.status.is_none(), "{:?}", es.status);
+    let store = env.api::<SecretStore>().get("other-class").await.unwrap();
+    assert!(store.status.is_none(), "{:?}", store.status);
+    assert_eq!(env.secret_data("database-credentials").await, None);
+}
+
+#[tokio::test]
+async fn a_secret_owned_by_another_external_secret_is_not_taken_over() {
+    let env = start("es-owned").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("first", seed_es("fake-store")).await;
+    env.ready("first", "True", "SecretSynced").await;
+    // A second ExternalSecret with the same target must not steal or change it.
+    let mut spec = seed_es("fake-store");
+    spec["data"] = json!([{"secretKey": "other", "remoteRef": {"key": "staging/database"}}]);
+    env.external_secret("second", spec).await;
+    let (_, ready) = env.ready("second", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(
+        message.contains("owned by another ExternalSecret (first)"),
+        "{message}"
+    );
+    assert_eq!(
+        env.secret_data("database-credentials").await,
+        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+    );
+}
+
+#[tokio::test]
+async fn only_one_replica_leads_and_another_takes_over_an_expired_lease() {
+    use airlock::controller::leader::LeaderElection;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    let ns = cp.new_namespace("leader").await.expect("namespace");
+    let api: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let elector = |id: &str| LeaderElection {
+        lease_duration: Duration::from_secs(2),
+        retry_period: Duration::from_millis(200),
+        ..LeaderElection::new(&ns, "airlock-controller", id)
+    };
+    let (a, b) = (elector("replica-a"), elector("replica-b"));
+    assert!(a.try_acquire_or_renew(&api).await.unwrap());
+    assert!(
+        !b.try_acquire_or_renew(&api).await.unwrap(),
+        "the lease is held"
+    );
+    assert!(
+        a.try_acquire_or_renew(&api).await.unwrap(),
+        "the holder renews"
+    );
+
+    // b runs its work only once a stops renewing and the lease expires.
+    let started = tokio::time::Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let bc = client.clone();
+    tokio::spawn(async move {
+        let _ = b
+            .run(bc, async move {
+                let _ = tx.send(());
+                std::future::pending::<()>().await
+            })
+            .await;
+    });
+    tokio::time::timeout(TIMEOUT, rx)
+        .await
+        .expect("b leads")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let lease = api.get("airlock-controller").await.unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    assert!(
+        !a.try_acquire_or_renew(&api).await.unwrap(),
+        "a lost the lease"
+    );
+}

@@ -129,7 +129,7 @@ pub fn grants(spec: &ProviderSpec) -> Result<Grants, RuntimeError> {
     let defaults = Limits::default();
     let limits = Limits {
         memory_bytes: u64::try_from(l.memory_bytes).unwrap_or(defaults.memory_bytes),
-        cpu_time: Duration::from_millis(u64::try_from(l.cpu_millis_per_call).unwrap_or(2000)),
+        cpu_time: Duration::from_millis(u64::try_from(l.cpu_millis_per_call).unwrap_or(2_000)),
         max_response_bytes: u64::try_from(l.max_response_bytes)
             .unwrap_or(defaults.max_response_bytes),
         max_concurrent_instances: u32::try_from(l.max_concurrent_instances)

@@ -10,8 +10,8 @@ use super::common::{Capabilities, Condition, DNS_SUBDOMAIN_PATTERN};
 
 /// Default [`ProviderLimits::memory_bytes`]: 64 MiB.
 pub const DEFAULT_MEMORY_BYTES: i64 = 64 * 1024 * 1024;
-/// Default [`ProviderLimits::cpu_millis_per_call`]: 30 seconds.
-pub const DEFAULT_CPU_MILLIS_PER_CALL: i64 = 30_000;
+/// Default [`ProviderLimits::cpu_millis_per_call`]: 2 seconds of guest CPU time.
+pub const DEFAULT_CPU_MILLIS_PER_CALL: i64 = 2_000;
 /// Default [`ProviderLimits::max_response_bytes`]: 8 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 8 * 1024 * 1024;
 /// Default [`ProviderLimits::max_concurrent_instances`].
@@ -165,9 +165,10 @@ pub struct ProviderLimits {
     #[serde(default = "default_memory_bytes")]
     pub memory_bytes: i64,
 
-    /// Deadline for one call into the provider, in milliseconds of wall-clock time, including
-    /// time spent waiting for the backend. A call running longer is stopped and fails with a
-    /// timeout. Default 30000 (30 s).
+    /// CPU time one call into the provider may use, in milliseconds of guest execution
+    /// (counted in 10 ms ticks; time spent waiting for the backend does not count). A guest
+    /// over budget is stopped and the call fails with `ProviderCPUDeadlineExceeded`.
+    /// Default 2000 (2 s). Every call also has a 30 s wall-clock deadline.
     #[schemars(range(min = 1, max = 600_000))]
     #[serde(default = "default_cpu_millis_per_call")]
     pub cpu_millis_per_call: i64,
@@ -396,7 +397,7 @@ mod tests {
             spec.limits,
             ProviderLimits {
                 memory_bytes: 64 << 20,
-                cpu_millis_per_call: 30_000,
+                cpu_millis_per_call: 2_000,
                 max_response_bytes: 8 << 20,
                 max_concurrent_instances: 16
             }

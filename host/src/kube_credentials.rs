@@ -10,7 +10,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use secrecy::{SecretSlice, SecretString};
 
-use crate::runtime::credentials::{CredentialError, CredentialSource, Token};
+use crate::runtime::credentials::{BoxFuture, CredentialError, CredentialSource, Token};
 
 /// Where Kubernetes mounts a pod's service-account token.
 pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -77,8 +77,6 @@ fn jwt_expiry_ms(token: &str) -> Option<u64> {
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("exp")?.as_u64().map(|s| s.saturating_mul(1000))
 }
-
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 impl CredentialSource for KubeCredentials {
     fn secret_key<'a>(

@@ -44,7 +44,8 @@ impl std::fmt::Debug for Token {
     }
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The boxed future a [`CredentialSource`] method returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where the host fetches credentials from, after the policy allowed the request.
 pub trait CredentialSource: Send + Sync + 'static {

@@ -292,6 +292,19 @@ async fn a_cluster_external_secret_fans_out_to_labelled_namespaces_and_follows_r
         .expect("get");
     assert!(none.is_none(), "an unselected namespace got {none:?}");
 
+    // A deleted ExternalSecret is put back without waiting for refreshTime (1h).
+    let first = Api::<ExternalSecret>::namespaced(client.clone(), &namespaces[0]);
+    let old_uid = first.get("db").await.expect("es").metadata.uid;
+    first
+        .delete("db", &Default::default())
+        .await
+        .expect("delete es");
+    eventually("the deleted ExternalSecret is recreated", || async {
+        let es = first.get_opt("db").await.ok()??;
+        (es.metadata.uid != old_uid).then_some(())
+    })
+    .await;
+
     // A namespace labelled later gets its ExternalSecret without waiting for refreshTime (1h).
     label(&client, &unlabelled, &key, Some("yes")).await;
     let later = Api::<ExternalSecret>::namespaced(client.clone(), &unlabelled);
@@ -324,7 +337,6 @@ async fn a_cluster_external_secret_fans_out_to_labelled_namespaces_and_follows_r
         .delete(&ces_name, &Default::default())
         .await
         .expect("delete ces");
-    let first = Api::<ExternalSecret>::namespaced(client.clone(), &namespaces[0]);
     eventually("owned ExternalSecrets are garbage-collected", || async {
         matches!(first.get_opt("db").await, Ok(None)).then_some(())
     })

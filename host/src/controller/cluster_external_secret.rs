@@ -11,18 +11,18 @@
 //! Namespaces are watched, so a newly labelled namespace gets its ExternalSecret at once; the
 //! namespaces are also re-scanned every `spec.refreshTime` (default one minute).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -40,7 +40,7 @@ pub const EXISTS_NOT_OWNED: &str = "external secret already exists in namespace"
 
 /// Runs the ClusterExternalSecret controller, also watching Namespaces (so label changes are
 /// acted on at once) and ExternalSecrets owned by a ClusterExternalSecret (so an edited or
-/// deleted one is repaired).
+/// deleted one is repaired at once).
 ///
 /// A namespace-scoped operator (`Config::namespace` set) does not run it: writing into other
 /// namespaces is outside its remit.
@@ -66,25 +66,45 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
                     .collect::<Vec<_>>()
             },
         )
-        .watches(
-            external_secrets,
-            watcher::Config::default(),
-            |es: ExternalSecret| {
-                es.owner_references()
-                    .iter()
-                    .filter(|o| {
-                        o.kind == "ClusterExternalSecret"
-                            && o.api_version.starts_with("external-secrets.io/")
-                    })
-                    .map(|o| ObjectRef::<ClusterExternalSecret>::new(&o.name))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .reconcile_all_on(owned_changes(external_secrets))
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move { log_result("clusterexternalsecret", r) })
         .await;
+}
+
+/// Fires when an ExternalSecret owned by a ClusterExternalSecret is deleted or its spec
+/// changes (its generation moves), not on the status updates of every sync. The initial list
+/// fires nothing: the controller reconciles every ClusterExternalSecret when it starts.
+fn owned_changes(api: Api<ExternalSecret>) -> impl Stream<Item = ()> + Send + 'static {
+    let mut generations: HashMap<(String, String), Option<i64>> = HashMap::new();
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let owned = |es: &ExternalSecret| {
+                es.owner_references()
+                    .iter()
+                    .any(|o| o.kind == "ClusterExternalSecret")
+            };
+            let id = |es: &ExternalSecret| (es.namespace().unwrap_or_default(), es.name_any());
+            let fire = match event {
+                Ok(watcher::Event::Delete(es)) => {
+                    generations.remove(&id(&es));
+                    owned(&es)
+                }
+                Ok(watcher::Event::Apply(es)) if owned(&es) => {
+                    generations.insert(id(&es), es.metadata.generation)
+                        != Some(es.metadata.generation)
+                }
+                Ok(watcher::Event::InitApply(es)) if owned(&es) => {
+                    generations.insert(id(&es), es.metadata.generation);
+                    false
+                }
+                _ => false,
+            };
+            futures::future::ready(fire.then_some(()))
+        })
 }
 
 fn key(ces: &ClusterExternalSecret) -> String {

@@ -264,6 +264,8 @@ async fn reconcile<B: ModuleHost>(
 
     let mut provisioned = Vec::new();
     let mut failed = Vec::new();
+    // An API failure that may pass (not a refusal): retried with backoff after the status.
+    let mut transient = None;
     for namespace in &selected {
         match provision(&ctx, &ces, namespace, &es_name).await {
             Ok(None) => provisioned.push(namespace.clone()),
@@ -271,10 +273,13 @@ async fn reconcile<B: ModuleHost>(
                 namespace: namespace.clone(),
                 reason: Some(reason),
             }),
-            Err(e) => failed.push(ClusterExternalSecretNamespaceFailure {
-                namespace: namespace.clone(),
-                reason: Some(format!("could not apply the ExternalSecret: {e}")),
-            }),
+            Err(e) => {
+                failed.push(ClusterExternalSecretNamespaceFailure {
+                    namespace: namespace.clone(),
+                    reason: Some(format!("could not apply the ExternalSecret: {e}")),
+                });
+                transient = Some(e);
+            }
         }
     }
 
@@ -295,11 +300,10 @@ async fn reconcile<B: ModuleHost>(
             removals.push((namespace.clone(), old.clone()));
         }
     }
-    let mut removal_error = None;
     for (namespace, name) in removals {
         if let Err(e) = remove(&ctx, &ces, &namespace, &name).await {
             tracing::warn!(clusterexternalsecret = %ces_name, %namespace, error = %e, "cannot delete ExternalSecret");
-            removal_error = Some(e);
+            transient = Some(e);
         }
     }
 
@@ -347,7 +351,7 @@ async fn reconcile<B: ModuleHost>(
         )
         .await;
     }
-    if let Some(e) = removal_error {
+    if let Some(e) = transient {
         return Err(e.into());
     }
     ctx.succeeded(&key(&ces));

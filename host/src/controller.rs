@@ -3,10 +3,12 @@
 //! - [`provider`] loads the Wasm module of each `Provider` into the runtime.
 //! - [`secret_store`] validates SecretStores and ClusterSecretStores.
 //! - [`external_secret`] keeps each ExternalSecret's target Secret in sync.
+//! - [`cluster_external_secret`] stamps ExternalSecrets into the selected namespaces.
 //!
 //! Every reconciler reports failures through one [`Error`] whose [`Error::reason`] is the
 //! stable PascalCase word used in messages, events and logs.
 
+pub mod cluster_external_secret;
 pub mod external_secret;
 pub mod leader;
 pub mod provider;
@@ -238,7 +240,8 @@ pub async fn run<B: ModuleHost>(client: Client, backend: B, config: Config) {
         provider::run(ctx.clone()),
         secret_store::run_namespaced(ctx.clone()),
         secret_store::run_cluster(ctx.clone()),
-        external_secret::run(ctx),
+        external_secret::run(ctx.clone()),
+        cluster_external_secret::run(ctx),
     );
 }
 

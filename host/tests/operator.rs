@@ -914,3 +914,108 @@ async fn only_one_replica_leads_and_another_takes_over_an_expired_lease() {
         "a lost the lease"
     );
 }
+
+impl Env {
+    /// The SecretStore's Ready condition once it has the wanted status and reason.
+    async fn store_ready(&self, name: &str, status: &str, reason: &str) -> crd::Condition {
+        let api = self.api::<SecretStore>();
+        eventually(
+            &format!("SecretStore {name} Ready={status} {reason}"),
+            || async {
+                let c = api
+                    .get(name)
+                    .await
+                    .ok()?
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (format!("{:?}", c.status) == status && c.reason.as_deref() == Some(reason))
+                    .then_some(c)
+            },
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_find_name_regexp_sets_ready_false_with_a_clear_message() {
+    let env = start("es-badregexp").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret(
+        "found",
+        json!({"secretStoreRef": {"name": "fake-store", "kind": "SecretStore"},
+               "dataFrom": [{"find": {"name": {"regexp": "production/(["}}}]}),
+    )
+    .await;
+    let (_, ready) = env.ready("found", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(
+        message.contains("find.name.regexp: found unclosed character class"),
+        "{message}"
+    );
+    assert_eq!(env.secret_data("found").await, None);
+}
+
+#[tokio::test]
+async fn store_configs_the_provider_cannot_use_set_ready_false_with_the_reason() {
+    let env = start("store-bad").await;
+    // The fake provider never reads credentials: a credential selector naming another
+    // namespace is refused by its config schema before any credential policy applies.
+    env.store(
+        "other-namespace-credentials",
+        json!({"auth": {"secretRef": {"name": "x", "key": "k", "namespace": "other"}}}),
+    )
+    .await;
+    env.store("missing-key", json!({"data": [{"value": "no key"}]}))
+        .await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "no-provider", "namespace": env.ns},
+               "spec": {"provider": {"nosuch": {}}}}),
+    )
+    .await;
+
+    let c = env
+        .store_ready(
+            "other-namespace-credentials",
+            "False",
+            "InvalidProviderConfig",
+        )
+        .await;
+    let message = c.message.unwrap_or_default();
+    assert!(
+        message.contains("spec.provider.fake does not match the provider's schema"),
+        "{message}"
+    );
+    assert!(message.contains("auth"), "{message}");
+
+    let c = env
+        .store_ready("missing-key", "False", "InvalidProviderConfig")
+        .await;
+    let message = c.message.unwrap_or_default();
+    assert!(
+        message.contains("spec.provider.fake does not match the provider's schema"),
+        "{message}"
+    );
+    assert!(message.contains("key"), "{message}");
+
+    let c = env
+        .store_ready("no-provider", "False", "InvalidProviderConfig")
+        .await;
+    let message = c.message.unwrap_or_default();
+    assert!(message.contains("ProviderNotFound"), "{message}");
+    assert!(
+        message.contains("no Provider named \"nosuch\" is installed"),
+        "{message}"
+    );
+
+    // An ExternalSecret using such a store reports it too, and writes nothing.
+    env.external_secret("database", seed_es("no-provider"))
+        .await;
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(message.contains("nosuch"), "{message}");
+    assert_eq!(env.secret_data("database-credentials").await, None);
+}

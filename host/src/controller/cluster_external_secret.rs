@@ -32,7 +32,7 @@ use crate::crd::cluster_external_secret::ClusterExternalSecretNamespaceFailure;
 use crate::crd::{ClusterExternalSecret, ConditionStatus, ExternalSecret};
 
 /// How often namespaces are re-scanned when `spec.refreshTime` is unset or invalid.
-pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 
 /// The reason recorded for a namespace whose ExternalSecret exists and is not ours (ESO's
 /// wording).

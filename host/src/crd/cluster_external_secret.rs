@@ -71,7 +71,7 @@ pub struct ClusterExternalSecretSpec {
     pub namespaces: Option<Vec<String>>,
 
     /// How often to look for new or removed namespaces, as a Go duration. The operator's
-    /// default is one minute (it also reacts to namespace changes at once).
+    /// default is one hour, as ESO's (it also reacts to namespace changes at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_time: Option<GoDuration>,
 }

@@ -11,6 +11,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use super::connector::{AddressRefused, EgressClient};
 use super::pattern::{HostPattern, default_port};
 
+/// Responses up to this size with a declared length are read whole by the host.
+const PREFETCH_BYTES: u64 = 64 << 10;
+
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendFuture =
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
@@ -151,6 +154,23 @@ impl WasiHttpHooks for EgressHooks {
                     ),
                 );
                 return Err(HttpError::HttpResponseBodySize(Some(len)));
+            }
+            // A small body of declared length is read here, on the task already sending the
+            // request, so the guest finds it complete instead of waiting on the connection.
+            if declared.is_some_and(|len| len <= PREFETCH_BYTES) {
+                let (parts, body) = response.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|_| HttpError::HttpResponseIncomplete)?
+                    .to_bytes();
+                let body = Full::new(bytes)
+                    .map_err(|never: std::convert::Infallible| match never {})
+                    .boxed_unsync();
+                return Ok((
+                    http::Response::from_parts(parts, body),
+                    Box::new(async { Ok(()) }) as IoFuture,
+                ));
             }
             let limit_refusals = refusals.clone();
             let response = response.map(move |body| {

@@ -191,6 +191,9 @@ pub enum ProviderError {
     /// The store's provider configuration is wrong.
     #[error("invalid provider config: {0}")]
     InvalidConfig(String),
+    /// The request (a ref, a search criterion) is malformed.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// The backend refused the credentials or operation.
     #[error("access denied: {0}")]
     AccessDenied(String),
@@ -218,6 +221,7 @@ impl ProviderError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProviderError::InvalidConfig(_) => "InvalidProviderConfig",
+            ProviderError::InvalidRequest(_) => "InvalidRequest",
             ProviderError::AccessDenied(_) => "AccessDenied",
             ProviderError::RateLimited { .. } => "RateLimited",
             ProviderError::Unavailable(_) => "ProviderUnavailable",

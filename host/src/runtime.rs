@@ -691,6 +691,7 @@ fn provider_error(e: wit::Error, refusals: &[String]) -> ProviderError {
     };
     match e {
         wit::Error::InvalidConfig(m) => ProviderError::InvalidConfig(with_host(m)),
+        wit::Error::InvalidRequest(m) => ProviderError::InvalidRequest(with_host(m)),
         wit::Error::AccessDenied(m) => ProviderError::AccessDenied(with_host(m)),
         wit::Error::RateLimited(r) => ProviderError::RateLimited {
             retry_after: r.retry_after_ms.map(Duration::from_millis),

@@ -136,7 +136,7 @@ async fn find_filters_by_name_regexp_and_path() {
         )
         .await
         .unwrap_err();
-    assert_eq!(bad.reason(), "InvalidProviderConfig", "{bad}");
+    assert_eq!(bad.reason(), "InvalidRequest", "{bad}");
 }
 
 #[tokio::test]

@@ -172,7 +172,7 @@ impl Client for FakeClient {
             .as_deref()
             .map(regex_lite::Regex::new)
             .transpose()
-            .map_err(|e| Error::invalid_config(format!("find.name.regexp: {e}")))?;
+            .map_err(|e| Error::invalid_request(format!("find.name.regexp: {e}")))?;
         let prefix = criteria.path.as_deref().unwrap_or("");
         let mut out: Vec<SecretEntry> = Vec::new();
         for entry in self.config.data.iter().filter(|e| e.version.is_empty()) {

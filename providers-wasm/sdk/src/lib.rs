@@ -119,6 +119,10 @@ impl Error {
     pub fn invalid_config(message: impl Into<String>) -> Self {
         Error::InvalidConfig(message.into())
     }
+    /// The request (a ref, a search criterion) is malformed.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Error::InvalidRequest(message.into())
+    }
     /// The backend refused the credentials or the operation.
     pub fn access_denied(message: impl Into<String>) -> Self {
         Error::AccessDenied(message.into())

@@ -1019,3 +1019,60 @@ async fn store_configs_the_provider_cannot_use_set_ready_false_with_the_reason()
     assert!(message.contains("nosuch"), "{message}");
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
+
+#[tokio::test]
+async fn a_store_change_resyncs_its_external_secrets_at_once() {
+    let env = start("es-storewatch").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    // refreshInterval 1h: only the store watch can bring the change in time.
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+
+    let changed = tokio::time::Instant::now();
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "production/database",
+                         "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}]}),
+    )
+    .await;
+    eventually("the rotated password synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+    assert!(changed.elapsed() < Duration::from_secs(20));
+    let (_, ready) = env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(ready.message.as_deref(), Some("secret synced"));
+}
+
+#[tokio::test]
+async fn a_cluster_store_change_resyncs_external_secrets_in_any_namespace() {
+    let env = start("es-cstorewatch").await;
+    let name = format!("{}-fake", env.ns);
+    let stores: Api<crd::ClusterSecretStore> = Api::all(env.client.clone());
+    let cluster_store = |data: Value| {
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+               "metadata": {"name": name}, "spec": {"provider": {"fake": {"data": data}}}})
+    };
+    apply(&stores, cluster_store(fake_data())).await;
+    let mut spec = seed_es(&name);
+    spec["secretStoreRef"]["kind"] = json!("ClusterSecretStore");
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+
+    apply(
+        &stores,
+        cluster_store(json!([{"key": "production/database",
+                              "value": "{\"username\":\"root\",\"password\":\"rotated\"}"}])),
+    )
+    .await;
+    eventually("the rotated credentials synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "root"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+    stores
+        .delete(&name, &Default::default())
+        .await
+        .expect("delete the ClusterSecretStore");
+}

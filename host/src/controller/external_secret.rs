@@ -9,7 +9,7 @@ mod data;
 mod stores;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -28,11 +28,13 @@ use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, r
 use crate::backend::{
     Backend, BackendError, FindCriteria, MetadataPolicy, RemoteRef, SecretValue, StoreContext,
 };
-use crate::crd::common::{CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL};
+use crate::crd::common::{
+    CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL, SecretStoreRef, StoreKind as CrdKind,
+};
 use crate::crd::external_secret::{
     CreationPolicy, DeletionPolicy, ExternalSecretDataRemoteRef, RefreshPolicy,
 };
-use crate::crd::{ConditionStatus, ExternalSecret};
+use crate::crd::{ClusterSecretStore, ConditionStatus, ExternalSecret, SecretStore};
 
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
 pub use self::stores::{resolve_store, selector_matches, store_for};
@@ -40,13 +42,35 @@ pub use self::stores::{resolve_store, selector_matches, store_for};
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Runs the ExternalSecret controller, watching managed Secrets for drift.
+/// Runs the ExternalSecret controller, watching managed Secrets for drift and the stores
+/// for spec changes (a changed store re-syncs the ExternalSecrets reading from it at once).
 pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
     let api: Api<ExternalSecret> = super::scoped_api(&ctx);
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let secrets: Api<Secret> = super::scoped_api(&ctx);
     let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+    let stores: Api<SecretStore> = super::scoped_api(&ctx);
+    let cluster_stores: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
+    let generations = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (es_cache, es_ctx, seen) = (store.clone(), ctx.clone(), generations.clone());
+    let on_store = move |s: SecretStore| {
+        let dependents = spec_changed(&seen, "SecretStore", &s).then(|| {
+            dependents(
+                &es_cache,
+                CrdKind::SecretStore,
+                s.namespace(),
+                &s.name_any(),
+            )
+        });
+        mark(&es_ctx, dependents.unwrap_or_default())
+    };
+    let (es_cache, es_ctx, seen) = (store.clone(), ctx.clone(), generations);
+    let on_cluster_store = move |s: ClusterSecretStore| {
+        let dependents = spec_changed(&seen, "ClusterSecretStore", &s)
+            .then(|| dependents(&es_cache, CrdKind::ClusterSecretStore, None, &s.name_any()));
+        mark(&es_ctx, dependents.unwrap_or_default())
+    };
     controller
         .watches(secrets, managed, move |secret: Secret| {
             let namespace = secret.namespace();
@@ -58,11 +82,83 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
                 .map(|es| ObjectRef::from_obj(es.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .watches(stores, watcher::Config::default(), on_store)
+        .watches(cluster_stores, watcher::Config::default(), on_cluster_store)
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move { log_result("externalsecret", r) })
         .await;
+}
+
+/// Whether the store's `metadata.generation` differs from the last one seen (a first sight
+/// counts: a store created after its ExternalSecrets lets them sync without waiting for
+/// backoff). Status-only updates keep the generation, so they trigger nothing.
+fn spec_changed<S: Resource>(seen: &Mutex<HashMap<String, i64>>, kind: &str, s: &S) -> bool {
+    let id = format!(
+        "{kind}/{}/{}",
+        s.meta().namespace.as_deref().unwrap_or_default(),
+        s.meta().name.as_deref().unwrap_or_default()
+    );
+    let generation = s.meta().generation.unwrap_or_default();
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.insert(id, generation) != Some(generation)
+}
+
+/// The ExternalSecrets that read from the store `kind`/`name` (a SecretStore in `namespace`,
+/// or a ClusterSecretStore from any namespace), through `spec.secretStoreRef` or an entry's
+/// `sourceRef.storeRef`.
+fn dependents(
+    cache: &kube::runtime::reflector::Store<ExternalSecret>,
+    kind: CrdKind,
+    namespace: Option<String>,
+    name: &str,
+) -> Vec<Arc<ExternalSecret>> {
+    let uses = |r: Option<&SecretStoreRef>| {
+        r.is_some_and(|r| r.name == name && r.kind_or_default() == kind)
+    };
+    cache
+        .state()
+        .into_iter()
+        .filter(|es| kind == CrdKind::ClusterSecretStore || es.namespace() == namespace)
+        .filter(|es| {
+            let spec = &es.spec;
+            let default = spec.secret_store_ref.as_ref();
+            let data = spec.data.iter().flatten().map(|d| {
+                d.source_ref
+                    .as_ref()
+                    .and_then(|s| s.store_ref.as_ref())
+                    .or(default)
+            });
+            let data_from = spec.data_from.iter().flatten().map(|d| {
+                d.source_ref
+                    .as_ref()
+                    .and_then(|s| s.store_ref.as_ref())
+                    .or(default)
+            });
+            uses(default) || data.chain(data_from).any(uses)
+        })
+        .collect()
+}
+
+/// Flags `dependents` for a re-fetch on their next reconcile and returns their references.
+/// Only periodic refreshes follow store changes: `CreatedOnce`, `OnChange` and a zero
+/// `refreshInterval` (fetch once) keep their meaning.
+fn mark<B>(
+    ctx: &Context<B>,
+    dependents: Vec<Arc<ExternalSecret>>,
+) -> Vec<ObjectRef<ExternalSecret>> {
+    dependents
+        .into_iter()
+        .filter(|es| {
+            matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
+                && !interval(es).is_zero()
+        })
+        .map(|es| {
+            ctx.mark_store_changed(key(&es));
+            ObjectRef::from_obj(es.as_ref())
+        })
+        .collect()
 }
 
 fn key(es: &ExternalSecret) -> String {
@@ -206,7 +302,8 @@ async fn reconcile<B: ModuleHost>(
     let target = target_name(&es);
     let existing = secrets.get_opt(&target).await?;
     let every = interval(&es);
-    if !should_refresh(&es) && secret_valid(&es, existing.as_ref()) {
+    let store_changed = ctx.take_store_changed(&key(&es));
+    if !store_changed && !should_refresh(&es) && secret_valid(&es, existing.as_ref()) {
         let next = match es.status.as_ref().and_then(|s| s.refresh_time.as_ref()) {
             _ if every.is_zero() => return Ok(Action::await_change()),
             Some(t) => every.saturating_sub(Duration::from_secs(seconds_since(t).max(0) as u64)),

@@ -477,8 +477,17 @@ async fn write<B: ModuleHost>(
         policy,
         CreationPolicy::Merge | CreationPolicy::CreateOrMerge
     );
+    // Merging keeps the keys of other field managers; keys the operator applied before and
+    // no longer has (removed at the provider or from the spec) go, as server-side apply
+    // drops them.
     let mut full: BTreeMap<String, Vec<u8>> = match (&existing, merge) {
-        (Some(s), true) => secret_data(s),
+        (Some(s), true) => {
+            let ours = applied_data_keys(s);
+            secret_data(s)
+                .into_iter()
+                .filter(|(k, _)| !ours.contains(k))
+                .collect()
+        }
         _ => BTreeMap::new(),
     };
     for (k, v) in &data {
@@ -594,6 +603,20 @@ async fn write<B: ModuleHost>(
     } else {
         ("Created", "secret created")
     })))
+}
+
+/// The `data` keys the operator's field manager owns through server-side apply.
+fn applied_data_keys(secret: &Secret) -> std::collections::HashSet<String> {
+    secret
+        .managed_fields()
+        .iter()
+        .filter(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|m| m.fields_v1.as_ref()?.0.get("f:data")?.as_object())
+        .flat_map(|fields| fields.keys())
+        .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
+        .collect()
 }
 
 /// With creationPolicy Owner, deletes Secrets this ExternalSecret created under an earlier

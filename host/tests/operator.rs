@@ -1360,22 +1360,16 @@ async fn deletion_policy_retain_keeps_the_secret_when_the_provider_has_nothing()
     assert_eq!(found.len(), 1, "{:?}", found.keys());
 
     env.store("fake-store", json!({"data": []})).await;
-    let (_, ready) = env.ready("found", "True", "SecretSynced").await;
-    let (_, ready) = if ready.message.as_deref() == Some("secret synced") {
-        eventually("found retained", || async {
-            let es = env.api::<ExternalSecret>().get("found").await.ok()?;
-            let c = es
-                .status?
-                .conditions?
-                .into_iter()
-                .find(|c| c.type_ == "Ready")?;
-            (c.message.as_deref() == Some("secret retained due to DeletionPolicy=Retain"))
-                .then_some(((), c))
-        })
-        .await
-    } else {
-        ((), ready)
-    };
+    let ready = eventually("found retained", || async {
+        let es = env.api::<ExternalSecret>().get("found").await.ok()?;
+        let c = es
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (c.message.as_deref() == Some("secret retained due to DeletionPolicy=Retain")).then_some(c)
+    })
+    .await;
     assert_eq!(ready.reason.as_deref(), Some("SecretSynced"));
     assert_eq!(
         ready.message.as_deref(),

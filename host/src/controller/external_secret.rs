@@ -55,21 +55,24 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
     let generations = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
     let (es_cache, es_ctx, seen) = (store.clone(), ctx.clone(), generations.clone());
     let on_store = move |s: SecretStore| {
-        let dependents = spec_changed(&seen, "SecretStore", &s).then(|| {
-            dependents(
-                &es_cache,
-                CrdKind::SecretStore,
-                s.namespace(),
-                &s.name_any(),
-            )
-        });
-        mark(&es_ctx, dependents.unwrap_or_default())
+        let Some(change) = store_change(&seen, "SecretStore", &s) else {
+            return Vec::new();
+        };
+        let found = dependents(
+            &es_cache,
+            CrdKind::SecretStore,
+            s.namespace(),
+            &s.name_any(),
+        );
+        triggered(&es_ctx, found, change)
     };
     let (es_cache, es_ctx, seen) = (store.clone(), ctx.clone(), generations);
     let on_cluster_store = move |s: ClusterSecretStore| {
-        let dependents = spec_changed(&seen, "ClusterSecretStore", &s)
-            .then(|| dependents(&es_cache, CrdKind::ClusterSecretStore, None, &s.name_any()));
-        mark(&es_ctx, dependents.unwrap_or_default())
+        let Some(change) = store_change(&seen, "ClusterSecretStore", &s) else {
+            return Vec::new();
+        };
+        let found = dependents(&es_cache, CrdKind::ClusterSecretStore, None, &s.name_any());
+        triggered(&es_ctx, found, change)
     };
     controller
         .watches(secrets, managed, move |secret: Secret| {
@@ -91,10 +94,22 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
         .await;
 }
 
-/// Whether the store's `metadata.generation` differs from the last one seen (a first sight
-/// counts: a store created after its ExternalSecrets lets them sync without waiting for
-/// backoff). Status-only updates keep the generation, so they trigger nothing.
-fn spec_changed<S: Resource>(seen: &Mutex<HashMap<String, i64>>, kind: &str, s: &S) -> bool {
+/// What a store watch event means for the ExternalSecrets reading from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreChange {
+    /// The store is seen for the first time (operator start, or a new store).
+    New,
+    /// `metadata.generation` changed: the spec was edited.
+    Spec,
+}
+
+/// Compares the store's `metadata.generation` with the last one seen; `None` when it is the
+/// same (status-only updates keep the generation, so they trigger nothing).
+fn store_change<S: Resource>(
+    seen: &Mutex<HashMap<String, i64>>,
+    kind: &str,
+    s: &S,
+) -> Option<StoreChange> {
     let id = format!(
         "{kind}/{}/{}",
         s.meta().namespace.as_deref().unwrap_or_default(),
@@ -102,7 +117,11 @@ fn spec_changed<S: Resource>(seen: &Mutex<HashMap<String, i64>>, kind: &str, s: 
     );
     let generation = s.meta().generation.unwrap_or_default();
     let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-    seen.insert(id, generation) != Some(generation)
+    match seen.insert(id, generation) {
+        None => Some(StoreChange::New),
+        Some(g) if g != generation => Some(StoreChange::Spec),
+        Some(_) => None,
+    }
 }
 
 /// The ExternalSecrets that read from the store `kind`/`name` (a SecretStore in `namespace`,
@@ -141,21 +160,29 @@ fn dependents(
         .collect()
 }
 
-/// Flags `dependents` for a re-fetch on their next reconcile and returns their references.
-/// Only periodic refreshes follow store changes: `CreatedOnce`, `OnChange` and a zero
-/// `refreshInterval` (fetch once) keep their meaning.
-fn mark<B>(
+/// The ExternalSecrets to reconcile after a store event.
+///
+/// A new store only triggers a reconcile, which follows the usual refresh rules (an
+/// ExternalSecret that failed for want of the store syncs at once; a synced one is not
+/// re-fetched when the operator starts). A spec change also flags them for a re-fetch on
+/// their next reconcile; only periodic refreshes follow spec changes: `CreatedOnce`,
+/// `OnChange` and a zero `refreshInterval` (fetch once) keep their meaning.
+fn triggered<B>(
     ctx: &Context<B>,
     dependents: Vec<Arc<ExternalSecret>>,
+    change: StoreChange,
 ) -> Vec<ObjectRef<ExternalSecret>> {
     dependents
         .into_iter()
         .filter(|es| {
-            matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
-                && !interval(es).is_zero()
+            change == StoreChange::New
+                || (matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
+                    && !interval(es).is_zero())
         })
         .map(|es| {
-            ctx.mark_store_changed(key(&es));
+            if change == StoreChange::Spec {
+                ctx.mark_store_changed(key(&es));
+            }
             ObjectRef::from_obj(es.as_ref())
         })
         .collect()
@@ -868,6 +895,20 @@ mod tests {
         failed.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
             ConditionStatus::False;
         assert!(should_refresh(&failed), "a failed sync is retried");
+    }
+
+    #[test]
+    fn only_a_generation_change_of_a_known_store_is_a_spec_change() {
+        let seen = Mutex::new(HashMap::new());
+        let mut store = SecretStore::new("s", crate::crd::SecretStoreSpec::default());
+        store.metadata.namespace = Some("ns".into());
+        store.metadata.generation = Some(1);
+        let change = |s: &SecretStore| store_change(&seen, "SecretStore", s);
+        assert_eq!(change(&store), Some(StoreChange::New));
+        assert_eq!(change(&store), None, "a status update keeps the generation");
+        store.metadata.generation = Some(2);
+        assert_eq!(change(&store), Some(StoreChange::Spec));
+        assert_eq!(change(&store), None);
     }
 
     #[test]

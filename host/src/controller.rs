@@ -14,7 +14,7 @@ pub mod leader;
 pub mod provider;
 pub mod secret_store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +84,7 @@ pub struct Context<B> {
     /// Settings.
     pub config: Config,
     failures: Mutex<HashMap<String, u32>>,
+    store_changed: Mutex<HashSet<String>>,
 }
 
 impl<B> std::fmt::Debug for Context<B> {
@@ -110,6 +111,7 @@ impl<B> Context<B> {
             recorder,
             config,
             failures: Mutex::default(),
+            store_changed: Mutex::default(),
         }
     }
 
@@ -137,6 +139,18 @@ impl<B> Context<B> {
         *n = n.saturating_add(1);
         let secs = 1u64 << (*n - 1).min(9);
         Action::requeue(Duration::from_secs(secs.min(420)))
+    }
+
+    /// Records that a store `key` reads from changed its spec: its next reconcile re-fetches.
+    pub(crate) fn mark_store_changed(&self, key: String) {
+        let mut keys = self.store_changed.lock().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key);
+    }
+
+    /// Whether a store `key` reads from changed since the last call (and forgets it).
+    pub(crate) fn take_store_changed(&self, key: &str) -> bool {
+        let mut keys = self.store_changed.lock().unwrap_or_else(|p| p.into_inner());
+        keys.remove(key)
     }
 
     /// Forgets the failures of an object after a success.

@@ -1019,3 +1019,371 @@ async fn store_configs_the_provider_cannot_use_set_ready_false_with_the_reason()
     assert!(message.contains("nosuch"), "{message}");
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
+
+#[tokio::test]
+async fn a_store_change_resyncs_its_external_secrets_at_once() {
+    let env = start("es-storewatch").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    // refreshInterval 1h: only the store watch can bring the change in time.
+    env.external_secret("database", seed_es("fake-store")).await;
+    env.ready("database", "True", "SecretSynced").await;
+
+    let changed = tokio::time::Instant::now();
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "production/database",
+                         "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}]}),
+    )
+    .await;
+    eventually("the rotated password synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+    assert!(changed.elapsed() < Duration::from_secs(20));
+    let (_, ready) = env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(ready.message.as_deref(), Some("secret synced"));
+}
+
+#[tokio::test]
+async fn a_cluster_store_change_resyncs_external_secrets_in_any_namespace() {
+    let env = start("es-cstorewatch").await;
+    let name = format!("{}-fake", env.ns);
+    let stores: Api<crd::ClusterSecretStore> = Api::all(env.client.clone());
+    let cluster_store = |data: Value| {
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+               "metadata": {"name": name}, "spec": {"provider": {"fake": {"data": data}}}})
+    };
+    apply(&stores, cluster_store(fake_data())).await;
+    let mut spec = seed_es(&name);
+    spec["secretStoreRef"]["kind"] = json!("ClusterSecretStore");
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+
+    apply(
+        &stores,
+        cluster_store(json!([{"key": "production/database",
+                              "value": "{\"username\":\"root\",\"password\":\"rotated\"}"}])),
+    )
+    .await;
+    eventually("the rotated credentials synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "root"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+    stores
+        .delete(&name, &Default::default())
+        .await
+        .expect("delete the ClusterSecretStore");
+}
+
+impl Env {
+    /// Sets the force-sync annotation of the ExternalSecret `name` to `value`.
+    async fn force_sync(&self, name: &str, value: &str) {
+        self.api::<ExternalSecret>()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    &json!({"metadata": {"annotations": {"external-secrets.io/force-sync": value}}}),
+                ),
+            )
+            .await
+            .expect("annotate");
+    }
+
+    /// Asserts that the Secret `name` keeps `data` for `secs` seconds.
+    async fn keeps(&self, name: &str, data: &BTreeMap<String, String>, secs: u64) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while tokio::time::Instant::now() < until {
+            assert_eq!(self.secret_data(name).await.as_ref(), Some(data));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn rotated() -> Value {
+    json!([{"key": "production/database",
+            "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}])
+}
+
+#[tokio::test]
+async fn an_immutable_target_is_created_immutable_and_a_later_change_is_refused() {
+    let env = start("es-immutable").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let mut spec = seed_es("fake-store");
+    spec["refreshInterval"] = json!("1s");
+    spec["target"]["immutable"] = json!(true);
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .unwrap();
+    assert_eq!(secret.immutable, Some(true));
+    assert_eq!(text_data(&secret), synced);
+    assert_eq!(secret.owner_references().len(), 1);
+
+    env.store("fake-store", json!({"data": rotated()})).await;
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert_eq!(
+        message,
+        "could not update secret, target is immutable (TargetImmutable)"
+    );
+    assert!(!message.contains("rotated"));
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .unwrap();
+    assert_eq!(secret.immutable, Some(true));
+    assert_eq!(text_data(&secret), synced);
+}
+
+#[tokio::test]
+async fn refresh_policy_created_once_never_refetches_and_on_change_refetches_on_spec_changes() {
+    let env = start("es-refreshpolicy").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let with_policy = |policy: &str, target: &str| {
+        let mut spec = seed_es("fake-store");
+        spec["refreshInterval"] = json!("1s");
+        spec["refreshPolicy"] = json!(policy);
+        spec["target"]["name"] = json!(target);
+        spec
+    };
+    env.external_secret("once", with_policy("CreatedOnce", "once"))
+        .await;
+    let on_change = with_policy("OnChange", "on-change");
+    env.external_secret("on-change", on_change.clone()).await;
+    env.ready("once", "True", "SecretSynced").await;
+    env.ready("on-change", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+
+    env.store("fake-store", json!({"data": rotated()})).await;
+    // Several 1 s intervals and the store change pass without a refetch.
+    env.keeps("once", &synced, 5).await;
+    env.keeps("on-change", &synced, 1).await;
+
+    // OnChange: a spec change (a label in the template metadata) refetches.
+    let mut bumped = on_change;
+    bumped["target"]["template"] = json!({"metadata": {"labels": {"rev": "2"}}});
+    env.external_secret("on-change", bumped).await;
+    let secret = eventually("the OnChange target refetched", || async {
+        let s = env.api::<Secret>().get_opt("on-change").await.ok()??;
+        (text_data(&s) == map(&[("username", "admin"), ("password", "rotated")])).then_some(s)
+    })
+    .await;
+    assert_eq!(secret.labels().get("rev").map(String::as_str), Some("2"));
+    let (es, _) = env.ready("on-change", "True", "SecretSynced").await;
+    assert!(
+        es.status
+            .and_then(|s| s.synced_resource_version)
+            .is_some_and(|v| v.starts_with("2-"))
+    );
+    // CreatedOnce still holds the first value.
+    assert_eq!(env.secret_data("once").await, Some(synced));
+}
+
+#[tokio::test]
+async fn the_force_sync_annotation_refetches_before_the_refresh_interval() {
+    let env = start("es-forcesync").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.external_secret("database", seed_es("fake-store")).await;
+    let (first, _) = env.ready("database", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+
+    // A store deleted and created again has generation 1 again: the store watch sees no
+    // spec change, so only the next refresh (1h) or a force-sync would pick the new data up.
+    let stores = env.api::<SecretStore>();
+    stores
+        .delete("fake-store", &Default::default())
+        .await
+        .expect("delete the store");
+    eventually("the store gone", || async {
+        stores
+            .get_opt("fake-store")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.store("fake-store", json!({"data": rotated()})).await;
+    env.keeps("database-credentials", &synced, 3).await;
+
+    env.force_sync("database", "2026-11-28T03:00:00Z").await;
+    eventually("the rotated password synced", || async {
+        let data = env.secret_data("database-credentials").await?;
+        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+    })
+    .await;
+    let es = eventually("the new syncedResourceVersion", || async {
+        let es = env.api::<ExternalSecret>().get("database").await.ok()?;
+        let version = es.status.as_ref()?.synced_resource_version.clone();
+        (version != first.status.as_ref()?.synced_resource_version).then_some(es)
+    })
+    .await;
+    let ready = es
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason.as_deref(), Some("SecretSynced"));
+}
+
+#[tokio::test]
+async fn creation_policy_create_or_merge_creates_when_absent_and_keeps_foreign_keys() {
+    let env = start("es-createormerge").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    let with_target = |target: &str| {
+        let mut spec = seed_es("fake-store");
+        spec["target"] = json!({"name": target, "creationPolicy": "CreateOrMerge"});
+        spec
+    };
+
+    env.external_secret("created", with_target("created")).await;
+    let (_, ready) = env.ready("created", "True", "SecretSynced").await;
+    assert_eq!(ready.message.as_deref(), Some("secret synced"));
+    let created = env.api::<Secret>().get("created").await.unwrap();
+    assert_eq!(
+        text_data(&created),
+        map(&[("username", "admin"), ("password", "s3cr3t")])
+    );
+    assert!(created.owner_references().is_empty());
+    assert_eq!(
+        created
+            .labels()
+            .get("reconcile.external-secrets.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        created
+            .annotations()
+            .contains_key("reconcile.external-secrets.io/data-hash")
+    );
+
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "existing", "namespace": env.ns,
+                            "labels": {"app": "db"}},
+               "stringData": {"keep": "me", "password": "old"}}),
+    )
+    .await;
+    env.external_secret("merged", with_target("existing")).await;
+    env.ready("merged", "True", "SecretSynced").await;
+    let merged = env.api::<Secret>().get("existing").await.unwrap();
+    assert_eq!(
+        text_data(&merged),
+        map(&[
+            ("keep", "me"),
+            ("username", "admin"),
+            ("password", "s3cr3t")
+        ])
+    );
+    assert!(merged.owner_references().is_empty());
+    assert_eq!(merged.labels().get("app").map(String::as_str), Some("db"));
+}
+
+#[tokio::test]
+async fn deletion_policy_merge_removes_only_the_managed_keys_when_the_provider_has_nothing() {
+    let env = start("es-delmerge").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "shared", "namespace": env.ns},
+               "stringData": {"keep": "me"}}),
+    )
+    .await;
+    let mut spec = seed_es("fake-store");
+    spec["target"] = json!({"name": "shared", "creationPolicy": "CreateOrMerge",
+                            "deletionPolicy": "Merge"});
+    env.external_secret("database", spec).await;
+    env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("shared").await,
+        Some(map(&[
+            ("keep", "me"),
+            ("username", "admin"),
+            ("password", "s3cr3t")
+        ]))
+    );
+
+    env.store("fake-store", json!({"data": []})).await;
+    eventually("the managed keys removed", || async {
+        (env.secret_data("shared").await? == map(&[("keep", "me")])).then_some(())
+    })
+    .await;
+    let (_, ready) = env.ready("database", "True", "SecretSynced").await;
+    assert_eq!(ready.message.as_deref(), Some("secret synced"));
+    let secret = env.api::<Secret>().get("shared").await.unwrap();
+    assert_eq!(
+        secret
+            .labels()
+            .get("reconcile.external-secrets.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    // The data hash matches what is left, so the Secret is not seen as drifted.
+    env.keeps("shared", &map(&[("keep", "me")]), 2).await;
+}
+
+#[tokio::test]
+async fn deletion_policy_retain_keeps_the_secret_when_the_provider_has_nothing() {
+    let env = start("es-retain").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    // data[]: a key missing at the provider is an error under Retain (ESO's behaviour).
+    env.external_secret("database", seed_es("fake-store")).await;
+    // dataFrom.find matching nothing: all data empty, the Secret is retained.
+    env.external_secret(
+        "found",
+        json!({
+            "refreshInterval": "1h",
+            "secretStoreRef": {"name": "fake-store"},
+            "target": {"name": "found"},
+            "dataFrom": [{"find": {"name": {"regexp": "^staging/"}}}]
+        }),
+    )
+    .await;
+    env.ready("database", "True", "SecretSynced").await;
+    env.ready("found", "True", "SecretSynced").await;
+    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let found = env.secret_data("found").await.expect("found written");
+    assert_eq!(found.len(), 1, "{:?}", found.keys());
+
+    env.store("fake-store", json!({"data": []})).await;
+    let ready = eventually("found retained", || async {
+        let es = env.api::<ExternalSecret>().get("found").await.ok()?;
+        let c = es
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (c.message.as_deref() == Some("secret retained due to DeletionPolicy=Retain")).then_some(c)
+    })
+    .await;
+    assert_eq!(ready.reason.as_deref(), Some("SecretSynced"));
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("secret retained due to DeletionPolicy=Retain")
+    );
+    assert_eq!(env.secret_data("found").await, Some(found));
+    let found_secret = env.api::<Secret>().get("found").await.unwrap();
+    assert_eq!(found_secret.owner_references().len(), 1);
+
+    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    let message = ready.message.unwrap_or_default();
+    assert!(
+        message.contains("secret does not exist at provider"),
+        "{message}"
+    );
+    assert_eq!(env.secret_data("database-credentials").await, Some(synced));
+}

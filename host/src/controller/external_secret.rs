@@ -9,7 +9,7 @@ mod data;
 mod stores;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -28,11 +28,13 @@ use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, r
 use crate::backend::{
     Backend, BackendError, FindCriteria, MetadataPolicy, RemoteRef, SecretValue, StoreContext,
 };
-use crate::crd::common::{CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL};
+use crate::crd::common::{
+    CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL, SecretStoreRef, StoreKind as CrdKind,
+};
 use crate::crd::external_secret::{
     CreationPolicy, DeletionPolicy, ExternalSecretDataRemoteRef, RefreshPolicy,
 };
-use crate::crd::{ConditionStatus, ExternalSecret};
+use crate::crd::{ClusterSecretStore, ConditionStatus, ExternalSecret, SecretStore};
 
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
 pub use self::stores::{resolve_store, selector_matches, store_for};
@@ -40,13 +42,38 @@ pub use self::stores::{resolve_store, selector_matches, store_for};
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Runs the ExternalSecret controller, watching managed Secrets for drift.
+/// Runs the ExternalSecret controller, watching managed Secrets for drift and the stores
+/// for spec changes (a changed store re-syncs the ExternalSecrets reading from it at once).
 pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
     let api: Api<ExternalSecret> = super::scoped_api(&ctx);
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let secrets: Api<Secret> = super::scoped_api(&ctx);
     let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+    let stores: Api<SecretStore> = super::scoped_api(&ctx);
+    let cluster_stores: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
+    let generations = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (es_cache, es_ctx, seen) = (store.clone(), ctx.clone(), generations.clone());
+    let on_store = move |s: SecretStore| {
+        let Some(change) = store_change(&seen, "SecretStore", &s) else {
+            return Vec::new();
+        };
+        let found = dependents(
+            &es_cache,
+            CrdKind::SecretStore,
+            s.namespace(),
+            &s.name_any(),
+        );
+        triggered(&es_ctx, found, change)
+    };
+    let (es_cache, es_ctx, seen) = (store.clone(), ctx.clone(), generations);
+    let on_cluster_store = move |s: ClusterSecretStore| {
+        let Some(change) = store_change(&seen, "ClusterSecretStore", &s) else {
+            return Vec::new();
+        };
+        let found = dependents(&es_cache, CrdKind::ClusterSecretStore, None, &s.name_any());
+        triggered(&es_ctx, found, change)
+    };
     controller
         .watches(secrets, managed, move |secret: Secret| {
             let namespace = secret.namespace();
@@ -58,11 +85,107 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
                 .map(|es| ObjectRef::from_obj(es.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .watches(stores, watcher::Config::default(), on_store)
+        .watches(cluster_stores, watcher::Config::default(), on_cluster_store)
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move { log_result("externalsecret", r) })
         .await;
+}
+
+/// What a store watch event means for the ExternalSecrets reading from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreChange {
+    /// The store is seen for the first time (operator start, or a new store).
+    New,
+    /// `metadata.generation` changed: the spec was edited.
+    Spec,
+}
+
+/// Compares the store's `metadata.generation` with the last one seen; `None` when it is the
+/// same (status-only updates keep the generation, so they trigger nothing).
+fn store_change<S: Resource>(
+    seen: &Mutex<HashMap<String, i64>>,
+    kind: &str,
+    s: &S,
+) -> Option<StoreChange> {
+    let id = format!(
+        "{kind}/{}/{}",
+        s.meta().namespace.as_deref().unwrap_or_default(),
+        s.meta().name.as_deref().unwrap_or_default()
+    );
+    let generation = s.meta().generation.unwrap_or_default();
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    match seen.insert(id, generation) {
+        None => Some(StoreChange::New),
+        Some(g) if g != generation => Some(StoreChange::Spec),
+        Some(_) => None,
+    }
+}
+
+/// The ExternalSecrets that read from the store `kind`/`name` (a SecretStore in `namespace`,
+/// or a ClusterSecretStore from any namespace), through `spec.secretStoreRef` or an entry's
+/// `sourceRef.storeRef`.
+fn dependents(
+    cache: &kube::runtime::reflector::Store<ExternalSecret>,
+    kind: CrdKind,
+    namespace: Option<String>,
+    name: &str,
+) -> Vec<Arc<ExternalSecret>> {
+    let uses = |r: Option<&SecretStoreRef>| {
+        r.is_some_and(|r| r.name == name && r.kind_or_default() == kind)
+    };
+    cache
+        .state()
+        .into_iter()
+        .filter(|es| kind == CrdKind::ClusterSecretStore || es.namespace() == namespace)
+        .filter(|es| {
+            let spec = &es.spec;
+            let default = spec.secret_store_ref.as_ref();
+            let data = spec.data.iter().flatten().map(|d| {
+                d.source_ref
+                    .as_ref()
+                    .and_then(|s| s.store_ref.as_ref())
+                    .or(default)
+            });
+            let data_from = spec.data_from.iter().flatten().map(|d| {
+                d.source_ref
+                    .as_ref()
+                    .and_then(|s| s.store_ref.as_ref())
+                    .or(default)
+            });
+            uses(default) || data.chain(data_from).any(uses)
+        })
+        .collect()
+}
+
+/// The ExternalSecrets to reconcile after a store event.
+///
+/// A new store only triggers a reconcile, which follows the usual refresh rules (an
+/// ExternalSecret that failed for want of the store syncs at once; a synced one is not
+/// re-fetched when the operator starts). A spec change also flags them for a re-fetch on
+/// their next reconcile; only periodic refreshes follow spec changes: `CreatedOnce`,
+/// `OnChange` and a zero `refreshInterval` (fetch once) keep their meaning.
+fn triggered<B>(
+    ctx: &Context<B>,
+    dependents: Vec<Arc<ExternalSecret>>,
+    change: StoreChange,
+) -> Vec<ObjectRef<ExternalSecret>> {
+    dependents
+        .into_iter()
+        .filter(|es| {
+            change == StoreChange::New
+                || (matches!(es.spec.refresh_policy, None | Some(RefreshPolicy::Periodic))
+                    && !interval(es).is_zero())
+        })
+        .map(|es| {
+            if change == StoreChange::Spec {
+                ctx.mark_store_changed(key(&es));
+            }
+            ObjectRef::from_obj(es.as_ref())
+        })
+        .collect()
 }
 
 fn key(es: &ExternalSecret) -> String {
@@ -206,7 +329,8 @@ async fn reconcile<B: ModuleHost>(
     let target = target_name(&es);
     let existing = secrets.get_opt(&target).await?;
     let every = interval(&es);
-    if !should_refresh(&es) && secret_valid(&es, existing.as_ref()) {
+    let store_changed = ctx.take_store_changed(&key(&es));
+    if !store_changed && !should_refresh(&es) && secret_valid(&es, existing.as_ref()) {
         let next = match es.status.as_ref().and_then(|s| s.refresh_time.as_ref()) {
             _ if every.is_zero() => return Ok(Action::await_change()),
             Some(t) => every.saturating_sub(Duration::from_secs(seconds_since(t).max(0) as u64)),
@@ -380,8 +504,17 @@ async fn write<B: ModuleHost>(
         policy,
         CreationPolicy::Merge | CreationPolicy::CreateOrMerge
     );
+    // Merging keeps the keys of other field managers; keys the operator applied before and
+    // no longer has (removed at the provider or from the spec) go, as server-side apply
+    // drops them.
     let mut full: BTreeMap<String, Vec<u8>> = match (&existing, merge) {
-        (Some(s), true) => secret_data(s),
+        (Some(s), true) => {
+            let ours = applied_data_keys(s);
+            secret_data(s)
+                .into_iter()
+                .filter(|(k, _)| !ours.contains(k))
+                .collect()
+        }
         _ => BTreeMap::new(),
     };
     for (k, v) in &data {
@@ -497,6 +630,20 @@ async fn write<B: ModuleHost>(
     } else {
         ("Created", "secret created")
     })))
+}
+
+/// The `data` keys the operator's field manager owns through server-side apply.
+fn applied_data_keys(secret: &Secret) -> std::collections::HashSet<String> {
+    secret
+        .managed_fields()
+        .iter()
+        .filter(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|m| m.fields_v1.as_ref()?.0.get("f:data")?.as_object())
+        .flat_map(|fields| fields.keys())
+        .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
+        .collect()
 }
 
 /// With creationPolicy Owner, deletes Secrets this ExternalSecret created under an earlier
@@ -748,6 +895,20 @@ mod tests {
         failed.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status =
             ConditionStatus::False;
         assert!(should_refresh(&failed), "a failed sync is retried");
+    }
+
+    #[test]
+    fn only_a_generation_change_of_a_known_store_is_a_spec_change() {
+        let seen = Mutex::new(HashMap::new());
+        let mut store = SecretStore::new("s", crate::crd::SecretStoreSpec::default());
+        store.metadata.namespace = Some("ns".into());
+        store.metadata.generation = Some(1);
+        let change = |s: &SecretStore| store_change(&seen, "SecretStore", s);
+        assert_eq!(change(&store), Some(StoreChange::New));
+        assert_eq!(change(&store), None, "a status update keeps the generation");
+        store.metadata.generation = Some(2);
+        assert_eq!(change(&store), Some(StoreChange::Spec));
+        assert_eq!(change(&store), None);
     }
 
     #[test]

@@ -389,6 +389,38 @@ async fn two_stores_never_see_each_others_state() {
 }
 
 #[tokio::test]
+async fn nothing_a_call_leaves_in_guest_memory_is_visible_to_the_next_call() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    // The scan finds a planted value within one call, so "absent" below is meaningful.
+    assert_eq!(
+        get(&rt, &s, "plant-and-scan:db-password-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("present")
+    );
+    for round in 0..20 {
+        let marker = format!("db-password-{round}");
+        assert_eq!(
+            get(&rt, &s, &format!("plant:{marker}"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("planted")
+        );
+        assert_eq!(
+            get(&rt, &s, &format!("scan:{marker}"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("absent"),
+            "round {round}: the previous instance's memory leaked into a fresh one"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_panicking_guest_fails_its_call_only() {
     let rt = common::runtime();
     let s = hostile(&rt, Grants::none()).await;

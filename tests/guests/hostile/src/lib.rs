@@ -112,6 +112,27 @@ impl Client for HostileClient {
                 }
                 ok("flooded")
             }
+            "plant" => {
+                // Leaves a derived copy of `arg` in the heap, as a provider holding a
+                // secret would.
+                let planted: Vec<u8> = disguise(arg.as_bytes()).repeat(64);
+                std::hint::black_box(Box::leak(planted.into_boxed_slice()));
+                ok("planted")
+            }
+            "scan" => ok(if memory_holds(arg.as_bytes()) {
+                "present"
+            } else {
+                "absent"
+            }),
+            "plant-and-scan" => {
+                let planted: Vec<u8> = disguise(arg.as_bytes()).repeat(64);
+                std::hint::black_box(&planted);
+                ok(if memory_holds(arg.as_bytes()) {
+                    "present"
+                } else {
+                    "absent"
+                })
+            }
             "panic" => panic!("hostile guest panics on purpose"),
             "clock" => {
                 let now = std::time::SystemTime::now()
@@ -123,6 +144,33 @@ impl Client for HostileClient {
             _ => Ok(None),
         }
     }
+}
+
+/// The planted form of a marker: each byte flipped, so the marker as passed in the key
+/// never matches it.
+fn disguise(marker: &[u8]) -> Vec<u8> {
+    marker.iter().map(|b| !b).collect()
+}
+
+/// Whether the planted form of `marker` is anywhere in linear memory, comparing byte by
+/// byte so that the needle itself is never materialised.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+fn memory_holds(marker: &[u8]) -> bool {
+    let len = core::arch::wasm32::memory_size(0) * 65536;
+    let base = std::ptr::null::<u8>();
+    (8..len.saturating_sub(marker.len())).any(|i| {
+        marker.iter().enumerate().all(|(j, m)| {
+            // SAFETY: every address below memory.size is readable linear memory.
+            let byte = unsafe { std::ptr::read_volatile(base.wrapping_add(i + j)) };
+            byte == !*m
+        })
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_holds(_marker: &[u8]) -> bool {
+    false
 }
 
 airlock_provider_sdk::export_provider!(Hostile);

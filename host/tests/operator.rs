@@ -717,17 +717,8 @@ async fn a_short_refresh_interval_picks_up_provider_changes() {
     spec["refreshInterval"] = json!("1s");
     env.external_secret("database", spec).await;
     env.ready("database", "True", "SecretSynced").await;
-    env.store(
-        "fake-store",
-        json!({"data": [{"key": "production/database",
-                         "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}]}),
-    )
-    .await;
-    eventually("the rotated password synced", || async {
-        let data = env.secret_data("database-credentials").await?;
-        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
-    })
-    .await;
+    env.store("fake-store", json!({"data": rotated()})).await;
+    env.wait_for_rotated().await;
 }
 
 #[tokio::test]
@@ -916,6 +907,15 @@ async fn only_one_replica_leads_and_another_takes_over_an_expired_lease() {
 }
 
 impl Env {
+    /// Waits until the target Secret holds the credentials of [`rotated`].
+    async fn wait_for_rotated(&self) {
+        eventually("the rotated password synced", || async {
+            let data = self.secret_data("database-credentials").await?;
+            (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+        })
+        .await;
+    }
+
     /// The SecretStore's Ready condition once it has the wanted status and reason.
     async fn store_ready(&self, name: &str, status: &str, reason: &str) -> crd::Condition {
         let api = self.api::<SecretStore>();
@@ -1029,17 +1029,8 @@ async fn a_store_change_resyncs_its_external_secrets_at_once() {
     env.ready("database", "True", "SecretSynced").await;
 
     let changed = tokio::time::Instant::now();
-    env.store(
-        "fake-store",
-        json!({"data": [{"key": "production/database",
-                         "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}]}),
-    )
-    .await;
-    eventually("the rotated password synced", || async {
-        let data = env.secret_data("database-credentials").await?;
-        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
-    })
-    .await;
+    env.store("fake-store", json!({"data": rotated()})).await;
+    env.wait_for_rotated().await;
     assert!(changed.elapsed() < Duration::from_secs(20));
     let (_, ready) = env.ready("database", "True", "SecretSynced").await;
     assert_eq!(ready.message.as_deref(), Some("secret synced"));
@@ -1215,11 +1206,7 @@ async fn the_force_sync_annotation_refetches_before_the_refresh_interval() {
     env.keeps("database-credentials", &synced, 3).await;
 
     env.force_sync("database", "2026-11-28T03:00:00Z").await;
-    eventually("the rotated password synced", || async {
-        let data = env.secret_data("database-credentials").await?;
-        (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
-    })
-    .await;
+    env.wait_for_rotated().await;
     let es = eventually("the new syncedResourceVersion", || async {
         let es = env.api::<ExternalSecret>().get("database").await.ok()?;
         let version = es.status.as_ref()?.synced_resource_version.clone();

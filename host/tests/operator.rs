@@ -267,18 +267,7 @@ async fn an_external_secret_syncs_into_an_owned_managed_secret() {
         text_data(&secret),
         map(&[("username", "admin"), ("password", "s3cr3t")])
     );
-    assert_eq!(
-        secret
-            .labels()
-            .get("reconcile.external-secrets.io/managed")
-            .map(String::as_str),
-        Some("true")
-    );
-    assert!(
-        secret
-            .annotations()
-            .contains_key("reconcile.external-secrets.io/data-hash")
-    );
+    assert_managed(&secret);
     let owners = secret.owner_references();
     assert_eq!(owners.len(), 1, "{owners:?}");
     assert_eq!(owners[0].kind, "ExternalSecret");
@@ -1093,6 +1082,22 @@ impl Env {
     }
 }
 
+/// Asserts ESO's managed label and Airlock's data-hash annotation on a target Secret.
+fn assert_managed(secret: &Secret) {
+    assert_eq!(
+        secret
+            .labels()
+            .get("reconcile.external-secrets.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        secret
+            .annotations()
+            .contains_key("reconcile.external-secrets.io/data-hash")
+    );
+}
+
 fn rotated() -> Value {
     json!([{"key": "production/database",
             "value": "{\"username\":\"admin\",\"password\":\"rotated\"}"}])
@@ -1243,18 +1248,7 @@ async fn creation_policy_create_or_merge_creates_when_absent_and_keeps_foreign_k
         map(&[("username", "admin"), ("password", "s3cr3t")])
     );
     assert!(created.owner_references().is_empty());
-    assert_eq!(
-        created
-            .labels()
-            .get("reconcile.external-secrets.io/managed")
-            .map(String::as_str),
-        Some("true")
-    );
-    assert!(
-        created
-            .annotations()
-            .contains_key("reconcile.external-secrets.io/data-hash")
-    );
+    assert_managed(&created);
 
     apply(
         &env.api::<Secret>(),

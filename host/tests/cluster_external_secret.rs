@@ -2,10 +2,12 @@
 //! process (the ClusterExternalSecret controller is off in namespace-scoped operators), with the
 //! real `fake.wasm` behind a ClusterSecretStore.
 
+mod cluster;
+
+use cluster::{apply, eventually, install_crds};
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use airlock::controller::{self, Config};
 use airlock::crd::{self, ClusterExternalSecret, ClusterSecretStore, ExternalSecret, Provider};
@@ -13,75 +15,9 @@ use airlock::kube_credentials::KubeCredentials;
 use airlock::runtime::{EngineConfig, Runtime};
 use airlock_testenv::ControlPlane;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Polls `check` until it returns `Some`, failing after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {TIMEOUT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn apply<K>(api: &Api<K>, value: Value)
-where
-    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let name = value["metadata"]["name"]
-        .as_str()
-        .expect("a name")
-        .to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("airlock-test").force(),
-        &Patch::Apply(&value),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("applying {name}: {e}"));
-}
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crd::all() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("airlock-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-    }
-    for crd in crd::all() {
-        let name = crd.name_any();
-        eventually(&format!("CRD {name} established"), || async {
-            let c = api.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-}
 
 static OPERATOR: OnceLock<Runtime> = OnceLock::new();
 

@@ -2,70 +2,22 @@
 //! apply unchanged at both served versions without losing a field, bad input is refused by
 //! the schema and its CEL rules, and `kubectl` shows ESO's columns and documentation.
 
-use std::future::Future;
-use std::time::Duration;
+mod cluster;
+
+use cluster::install_crds;
 
 use airlock::crd;
 use airlock_testenv::ControlPlane;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 const SEED: &str = include_str!("../../tests/data/seed/docs-manifests.yaml");
 const GROUP: &str = "external-secrets.io";
-
-/// Polls `check` until it returns `Some`, failing after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {TIMEOUT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Installs every CRD and waits until each is established; returns a client.
-async fn install_crds() -> Client {
-    let client = ControlPlane::shared().client();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crd::all() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("airlock-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-    }
-    for crd in crd::all() {
-        let name = crd.name_any();
-        eventually(&format!("CRD {name} established"), || async {
-            let c = api.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
-    }
-    client
-}
 
 fn seed_manifests() -> Vec<Value> {
     serde_yaml::Deserializer::from_str(SEED)
@@ -252,7 +204,8 @@ async fn apply_seed_at(client: &Client, version: &str, other: &str, default_ns: 
 
 #[tokio::test]
 async fn every_seed_manifest_applies_unchanged_at_v1beta1_and_reads_back_whole_at_v1() {
-    let client = install_crds().await;
+    let client = ControlPlane::shared().client();
+    install_crds(&client).await;
     let ns = ControlPlane::shared()
         .new_namespace("seed-beta")
         .await
@@ -262,7 +215,8 @@ async fn every_seed_manifest_applies_unchanged_at_v1beta1_and_reads_back_whole_a
 
 #[tokio::test]
 async fn every_seed_manifest_converted_to_v1_applies_and_reads_back_whole_at_v1beta1() {
-    let client = install_crds().await;
+    let client = ControlPlane::shared().client();
+    install_crds(&client).await;
     let ns = ControlPlane::shared()
         .new_namespace("seed-v1")
         .await
@@ -291,7 +245,8 @@ async fn refusal(client: &Client, ns: &str, name: &str, spec: Value) -> String {
 
 #[tokio::test]
 async fn the_apiserver_refuses_external_secrets_that_break_the_admission_rules() {
-    let client = install_crds().await;
+    let client = ControlPlane::shared().client();
+    install_crds(&client).await;
     let ns = ControlPlane::shared()
         .new_namespace("bad-input")
         .await
@@ -339,7 +294,8 @@ fn kubectl(args: &[&str]) -> String {
 
 #[tokio::test]
 async fn kubectl_get_shows_esos_columns_and_explain_shows_the_documentation() {
-    let client = install_crds().await;
+    let client = ControlPlane::shared().client();
+    install_crds(&client).await;
     let ns = ControlPlane::shared()
         .new_namespace("kubectl")
         .await

@@ -613,7 +613,7 @@ impl StoreContext {
         self.tls
             .client_key_pem
             .as_ref()
-            .map(|k| k.expose_secret().to_vec())
+            .map(|k| k.expose_secret())
             .hash(&mut h);
         h.finish()
     }

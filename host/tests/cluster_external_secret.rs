@@ -4,13 +4,13 @@
 
 mod cluster;
 
-use cluster::{apply, eventually, install_crds};
+use cluster::{apply, apply_fake_provider, eventually, install_crds};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use airlock::controller::{self, Config};
-use airlock::crd::{self, ClusterExternalSecret, ClusterSecretStore, ExternalSecret, Provider};
+use airlock::crd::{self, ClusterExternalSecret, ClusterSecretStore, ExternalSecret};
 use airlock::kube_credentials::KubeCredentials;
 use airlock::runtime::{EngineConfig, Runtime};
 use airlock_testenv::ControlPlane;
@@ -40,10 +40,10 @@ fn operator() -> &'static Runtime {
                     .expect("copy fake.wasm");
                 let runtime = Runtime::new(
                     &EngineConfig {
-                        cache_dir: Some(std::env::temp_dir().join(format!(
-                            "airlock-ces-cache-{}",
-                            std::process::id()
-                        ))),
+                        cache_dir: Some(
+                            std::env::temp_dir()
+                                .join(format!("airlock-ces-cache-{}", std::process::id())),
+                        ),
                         ..EngineConfig::default()
                     },
                     Arc::new(KubeCredentials::new(client.clone())),
@@ -53,13 +53,7 @@ fn operator() -> &'static Runtime {
                     providers_dir: providers,
                     ..Config::default()
                 };
-                let providers_api: Api<Provider> = Api::all(client.clone());
-                apply(
-                    &providers_api,
-                    json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
-                           "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
-                )
-                .await;
+                apply_fake_provider(&client).await;
                 tx.send(runtime.clone()).expect("send runtime");
                 controller::run(client, runtime, config).await;
             });

@@ -3,7 +3,7 @@
 
 mod cluster;
 
-use cluster::{TIMEOUT, apply, eventually, install_crds};
+use cluster::{TIMEOUT, apply, apply_fake_provider, eventually, install_crds};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,13 +56,7 @@ async fn start(prefix: &str) -> Env {
         ..Config::default()
     };
     tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
-    let providers_api: Api<Provider> = Api::all(client.clone());
-    apply(
-        &providers_api,
-        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
-               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
-    )
-    .await;
+    apply_fake_provider(&client).await;
     // This test's operator has loaded the module (other tests' operators may have set the
     // status already).
     eventually("the fake provider loaded in this operator", || async {
@@ -608,13 +602,7 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
         ns,
         _providers: providers,
     };
-    let provider_api: Api<Provider> = Api::all(client.clone());
-    apply(
-        &provider_api,
-        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
-               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
-    )
-    .await;
+    apply_fake_provider(&client).await;
     env.store("fake-store", json!({"data": fake_data()})).await;
     env.external_secret("database", seed_es("fake-store")).await;
     env.ready("database", "True", "SecretSynced").await;

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long a test waits for the control plane or the operator to converge.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,4 +77,15 @@ pub async fn install_crds(client: &Client) {
         })
         .await;
     }
+}
+
+/// Applies the Provider `fake`, whose module is `fake.wasm` in the operator's providers dir.
+pub async fn apply_fake_provider(client: &Client) {
+    let api: Api<airlock::crd::Provider> = Api::all(client.clone());
+    apply(
+        &api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
+    )
+    .await;
 }

@@ -175,7 +175,6 @@ impl WasiHttpHooks for EgressHooks {
             let limit_refusals = refusals.clone();
             let response = response.map(move |body| {
                 Limited::new(body, usize::try_from(max_response).unwrap_or(usize::MAX))
-                    .map_frame(|f: http_body::Frame<Bytes>| f)
                     .map_err(move |e| {
                         if e.downcast_ref::<LengthLimitError>().is_some() {
                             record(

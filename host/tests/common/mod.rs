@@ -64,7 +64,7 @@ pub async fn get(
 
 /// A tiny HTTP/1.1 server with keep-alive:
 /// `/ok` → "hello"; `/redirect?to=URL` → 302; `/big` → 8 MiB with Content-Length;
-/// `/stream` → 8 MiB chunked; `/slow` → answers after 5 s.
+/// `/stream` → 8 MiB chunked; `/echo` → the request body; `/slow` → answers after 5 s.
 pub struct TestServer {
     pub port: u16,
     pub connections: Arc<AtomicUsize>,
@@ -113,10 +113,10 @@ pub async fn serve() -> TestServer {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    buf.drain(..end + 4 + length);
+                    let body: Vec<u8> = buf.drain(..end + 4 + length).skip(end + 4).collect();
                     r.fetch_add(1, Ordering::SeqCst);
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    if respond(&mut sock, &path).await.is_err() {
+                    if respond(&mut sock, &path, &body).await.is_err() {
                         return;
                     }
                 }
@@ -134,7 +134,7 @@ fn find_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-async fn respond(sock: &mut tokio::net::TcpStream, path: &str) -> std::io::Result<()> {
+async fn respond(sock: &mut tokio::net::TcpStream, path: &str, body: &[u8]) -> std::io::Result<()> {
     const BIG: usize = 8 << 20;
     if let Some(to) = path.strip_prefix("/redirect?to=") {
         let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
@@ -144,6 +144,11 @@ async fn respond(sock: &mut tokio::net::TcpStream, path: &str) -> std::io::Resul
         "/ok" => {
             sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
                 .await
+        }
+        "/echo" => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            sock.write_all(head.as_bytes()).await?;
+            sock.write_all(body).await
         }
         "/big" => {
             sock.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").as_bytes())

@@ -59,6 +59,22 @@ impl Client for HostileClient {
                     String::from_utf8_lossy(&response.body)
                 ))
             }
+            "post" => {
+                // The SDK writes the body before `handle`: the host sends inline.
+                let (url, body) = arg.split_once('|').unwrap_or((arg, ""));
+                let mut request = http::Request::new("POST", url);
+                request.body = body.as_bytes().to_vec();
+                let response = http::send(&request)?;
+                ok(format!(
+                    "{} {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                ))
+            }
+            "post-late" => {
+                let (url, body) = arg.split_once('|').unwrap_or((arg, ""));
+                post_body_after_handle(url, body.as_bytes())
+            }
             "spin" => {
                 let mut x: u64 = 0;
                 loop {
@@ -144,6 +160,67 @@ impl Client for HostileClient {
             _ => Ok(None),
         }
     }
+}
+
+/// A POST as many wasi-http clients in other languages make it: `handle` first, then the
+/// body. The host must not wait for a body the guest can only write after `handle`
+/// returns.
+#[cfg(target_arch = "wasm32")]
+fn post_body_after_handle(url: &str, body: &[u8]) -> Result<Value, Error> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let fail = |what: &str| Error::other(format!("post-late: {what}"));
+    let headers = Fields::new();
+    headers
+        .append("content-length", body.len().to_string().as_bytes())
+        .map_err(|_| fail("header"))?;
+    let request = OutgoingRequest::new(headers);
+    request
+        .set_method(&Method::Post)
+        .map_err(|_| fail("method"))?;
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|_| fail("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|_| fail("authority"))?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|_| fail("path"))?;
+    let outgoing = request.body().map_err(|_| fail("body"))?;
+    let future = outgoing_handler::handle(request, None).map_err(|e| fail(&format!("{e:?}")))?;
+    let stream = outgoing.write().map_err(|_| fail("stream"))?;
+    for chunk in body.chunks(4096) {
+        stream
+            .blocking_write_and_flush(chunk)
+            .map_err(|e| fail(&format!("write {e:?}")))?;
+    }
+    drop(stream);
+    OutgoingBody::finish(outgoing, None).map_err(|e| fail(&format!("{e:?}")))?;
+    let response = loop {
+        match future.get() {
+            Some(r) => break r,
+            None => future.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| fail("taken"))?
+        .map_err(|e| fail(&format!("{e:?}")))?;
+    let status = response.status();
+    let incoming = response.consume().map_err(|_| fail("consume"))?;
+    let input = incoming.stream().map_err(|_| fail("input"))?;
+    let mut read = Vec::new();
+    while let Ok(bytes) = input.blocking_read(65536) {
+        read.extend_from_slice(&bytes);
+    }
+    ok(format!("{status} {}", String::from_utf8_lossy(&read)))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn post_body_after_handle(_url: &str, _body: &[u8]) -> Result<Value, Error> {
+    Err(Error::unsupported("wasm only"))
 }
 
 /// The planted form of a marker: each byte flipped, so the marker as passed in the key

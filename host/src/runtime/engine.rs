@@ -144,7 +144,7 @@ fn linker(engine: &Engine) -> Result<Linker<Sandbox>, RuntimeError> {
     cli::terminal_stdin::add_to_linker::<Sandbox, WasiCli>(&mut l, Sandbox::cli).map_err(link)?;
     cli::terminal_stdout::add_to_linker::<Sandbox, WasiCli>(&mut l, Sandbox::cli).map_err(link)?;
     cli::terminal_stderr::add_to_linker::<Sandbox, WasiCli>(&mut l, Sandbox::cli).map_err(link)?;
-    super::egress::handler::add_to_linker(&mut l).map_err(link)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l).map_err(link)?;
     log::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut l, |s| s)
         .map_err(link)?;
     cache::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut l, |s| s)

@@ -156,26 +156,31 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
         .set_path_with_query(Some(&url.path_with_query))
         .map_err(|_| invalid("path"))?;
 
-    // The body is written and finished before `handle`, so the host finds the request
-    // complete and sends it on the calling task (no spawn, no cross-task wake-up). A
-    // request without a body never takes the body resource at all.
-    if !request.body.is_empty() {
-        let body = outgoing
-            .body()
-            .map_err(|_| Error::other("request body already taken"))?;
+    // A request without a body never takes the body resource: the host then sends an
+    // empty body at once instead of waiting for the guest to finish one.
+    let body = if request.body.is_empty() {
+        None
+    } else {
+        Some(
+            outgoing
+                .body()
+                .map_err(|_| Error::other("request body already taken"))?,
+        )
+    };
+    let future = outgoing_handler::handle(outgoing, Some(RequestOptions::new()))
+        .map_err(|e| describe(&request.url, &e))?;
+    if let Some(body) = body {
         let stream = body
             .write()
             .map_err(|_| Error::other("request body stream already taken"))?;
         for chunk in request.body.chunks(4096) {
             stream.blocking_write_and_flush(chunk).map_err(|e| {
-                Error::unavailable(format!("writing the body for {}: {e:?}", request.url))
+                Error::unavailable(format!("sending body to {}: {e:?}", request.url))
             })?;
         }
         drop(stream);
         OutgoingBody::finish(body, None).map_err(|e| describe(&request.url, &e))?;
     }
-    let future = outgoing_handler::handle(outgoing, Some(RequestOptions::new()))
-        .map_err(|e| describe(&request.url, &e))?;
 
     let incoming = loop {
         match future.get() {

@@ -77,13 +77,6 @@ fn record(refusals: &Mutex<Vec<String>>, message: String) {
 }
 
 impl WasiHttpHooks for EgressHooks {
-    // A guest may write its whole request body before `handle` (the SDK does, so the host
-    // can send on the guest's own task): the body channel holds up to the request bound
-    // in the 4 KiB writes `blocking-write-and-flush` allows, plus the finishing slot.
-    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
-        usize::try_from(self.max_request_bytes / 4096 + 2).unwrap_or(usize::MAX)
-    }
-
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

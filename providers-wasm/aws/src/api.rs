@@ -146,7 +146,10 @@ pub fn signed(
         },
         credentials,
     );
-    let mut request = Request::new("POST", target.endpoint.trim_end_matches('/').to_string() + &path_suffix(&path));
+    let mut request = Request::new(
+        "POST",
+        target.endpoint.trim_end_matches('/').to_string() + &path_suffix(&path),
+    );
     // The host header comes from the URL; every other signed header is sent as signed.
     for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
         request = request.header(&k, v);
@@ -155,7 +158,11 @@ pub fn signed(
 }
 
 fn path_suffix(path: &str) -> String {
-    if path == "/" { "/".into() } else { String::new() }
+    if path == "/" {
+        "/".into()
+    } else {
+        String::new()
+    }
 }
 
 fn authority(endpoint: &str) -> Result<String, Error> {
@@ -178,7 +185,10 @@ fn authority(endpoint: &str) -> Result<String, Error> {
 }
 
 fn path_of(endpoint: &str) -> String {
-    let rest = endpoint.split_once("://").map(|(_, r)| r).unwrap_or(endpoint);
+    let rest = endpoint
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(endpoint);
     match rest.find('/') {
         Some(i) if rest[i..].len() > 1 => rest[i..].to_string(),
         _ => "/".to_string(),
@@ -237,11 +247,14 @@ pub fn call_json(
         });
     }
     let parsed: Json = serde_json::from_slice(&response.body).unwrap_or(Json::Null);
+    // Signature failures can come back as a Query-style XML error even on JSON services.
+    let xml = String::from_utf8_lossy(&response.body);
     let code = parsed
         .get("__type")
         .and_then(Json::as_str)
         .or_else(|| response.header("x-amzn-errortype"))
         .map(short_code)
+        .or_else(|| xml_text(&xml, "Code"))
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("HTTP{}", response.status));
     let message = parsed
@@ -249,6 +262,7 @@ pub fn call_json(
         .or_else(|| parsed.get("Message"))
         .and_then(Json::as_str)
         .map(str::to_string)
+        .or_else(|| xml_text(&xml, "Message"))
         .unwrap_or_else(|| snippet(&response.body));
     Err(AwsError {
         operation: operation.to_string(),
@@ -296,7 +310,11 @@ pub fn call_query(
 
 fn short_code(raw: &str) -> String {
     let after_hash = raw.rsplit('#').next().unwrap_or(raw);
-    after_hash.split(':').next().unwrap_or(after_hash).to_string()
+    after_hash
+        .split(':')
+        .next()
+        .unwrap_or(after_hash)
+        .to_string()
 }
 
 fn snippet(body: &[u8]) -> String {
@@ -352,8 +370,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(err("InternalServiceError", 500), Error::Unavailable(_)));
-        assert!(matches!(err("ValidationException", 400), Error::InvalidRequest(_)));
+        assert!(matches!(
+            err("InternalServiceError", 500),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            err("ValidationException", 400),
+            Error::InvalidRequest(_)
+        ));
         assert!(matches!(err("Weird", 400), Error::Other(_)));
     }
 
@@ -363,7 +387,10 @@ mod tests {
             short_code("com.amazonaws.secretsmanager#ResourceNotFoundException"),
             "ResourceNotFoundException"
         );
-        assert_eq!(short_code("ParameterNotFound:http://x"), "ParameterNotFound");
+        assert_eq!(
+            short_code("ParameterNotFound:http://x"),
+            "ParameterNotFound"
+        );
     }
 
     #[test]
@@ -401,15 +428,24 @@ mod tests {
             "Credential=AKID/20150830/us-east-1/secretsmanager/aws4_request, \
              SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
         ));
-        assert_eq!(authority("https://sm.x.amazonaws.com:443").unwrap(), "sm.x.amazonaws.com");
-        assert_eq!(authority("http://127.0.0.1:5000/").unwrap(), "127.0.0.1:5000");
+        assert_eq!(
+            authority("https://sm.x.amazonaws.com:443").unwrap(),
+            "sm.x.amazonaws.com"
+        );
+        assert_eq!(
+            authority("http://127.0.0.1:5000/").unwrap(),
+            "127.0.0.1:5000"
+        );
     }
 
     #[test]
     fn xml_text_finds_and_unescapes_elements() {
         let xml = "<ErrorResponse><Error><Code>InvalidClientTokenId</Code>\
                    <Message>a &amp; b</Message></Error></ErrorResponse>";
-        assert_eq!(xml_text(xml, "Code").as_deref(), Some("InvalidClientTokenId"));
+        assert_eq!(
+            xml_text(xml, "Code").as_deref(),
+            Some("InvalidClientTokenId")
+        );
         assert_eq!(xml_text(xml, "Message").as_deref(), Some("a & b"));
         assert_eq!(xml_text(xml, "Nope"), None);
     }

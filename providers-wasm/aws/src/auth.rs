@@ -160,13 +160,14 @@ pub fn assume_role_params(config: &Config, role: &str, is_final: bool) -> Vec<(S
 /// The credentials and their expiry (Unix seconds) in an STS answer.
 pub fn parse_credentials(xml: &str, operation: &str) -> Result<(Credentials, u64), Error> {
     let field = |tag: &str| {
-        api::xml_text(xml, tag).ok_or_else(|| {
-            Error::other(format!("aws {operation}: the answer has no {tag}"))
-        })
+        api::xml_text(xml, tag)
+            .ok_or_else(|| Error::other(format!("aws {operation}: the answer has no {tag}")))
     };
     let expiration = field("Expiration")?;
     let expires = sigv4::parse_iso8601(&expiration).ok_or_else(|| {
-        Error::other(format!("aws {operation}: cannot read Expiration {expiration:?}"))
+        Error::other(format!(
+            "aws {operation}: cannot read Expiration {expiration:?}"
+        ))
     })?;
     Ok((
         Credentials {

@@ -165,7 +165,8 @@ impl Config {
                 "spec.provider.aws.auth: set secretRef or jwt (Airlock providers have no ambient AWS identity)",
             ));
         }
-        if config.auth.jwt.is_some() && config.role.is_none() && config.additional_roles.is_empty() {
+        if config.auth.jwt.is_some() && config.role.is_none() && config.additional_roles.is_empty()
+        {
             return Err(Error::invalid_config(
                 "spec.provider.aws.auth.jwt needs spec.provider.aws.role: the sandbox cannot read the ServiceAccount's eks.amazonaws.com/role-arn annotation",
             ));
@@ -297,10 +298,24 @@ mod tests {
 
     #[test]
     fn regions_must_look_like_aws_regions() {
-        for good in ["us-east-1", "ap-southeast-3", "us-gov-west-1", "eu-isoe-west-1", "cn-north-1"] {
+        for good in [
+            "us-east-1",
+            "ap-southeast-3",
+            "us-gov-west-1",
+            "eu-isoe-west-1",
+            "cn-north-1",
+        ] {
             assert!(is_region(good), "{good}");
         }
-        for bad in ["", "mars-1", "us-east", "US-EAST-1", "us_east_1", "us-east-1.evil.com", "a-b-c-d-1"] {
+        for bad in [
+            "",
+            "mars-1",
+            "us-east",
+            "US-EAST-1",
+            "us_east_1",
+            "us-east-1.evil.com",
+            "a-b-c-d-1",
+        ] {
             assert!(!is_region(bad), "{bad}");
         }
         let mut c = base();
@@ -313,10 +328,16 @@ mod tests {
     fn a_store_without_credentials_or_with_a_bad_endpoint_is_invalid() {
         let mut c = base();
         c["auth"] = serde_json::json!({});
-        assert!(matches!(Config::parse(&c.to_string()), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            Config::parse(&c.to_string()),
+            Err(Error::InvalidConfig(_))
+        ));
         let mut c = base();
         c["endpoint"] = "ftp://x".into();
-        assert!(matches!(Config::parse(&c.to_string()), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            Config::parse(&c.to_string()),
+            Err(Error::InvalidConfig(_))
+        ));
         let mut c = base();
         c["auth"] = serde_json::json!({"jwt": {"serviceAccountRef": {"name": "sa"}}});
         let err = Config::parse(&c.to_string()).unwrap_err();
@@ -327,6 +348,9 @@ mod tests {
     fn the_prefix_is_prepended_to_keys() {
         let mut c = base();
         c["prefix"] = "team-a/".into();
-        assert_eq!(Config::parse(&c.to_string()).unwrap().key("db"), "team-a/db");
+        assert_eq!(
+            Config::parse(&c.to_string()).unwrap().key("db"),
+            "team-a/db"
+        );
     }
 }

@@ -221,8 +221,14 @@ mod tests {
     #[test]
     fn properties_select_inside_json_values_and_metadata_is_an_object() {
         let v = Some(br#"{"username":"admin","nested":{"a":1}}"#.to_vec());
-        assert_eq!(select(v.clone(), Some("username")).unwrap(), Some(b"admin".to_vec()));
-        assert_eq!(select(v.clone(), Some("nested.a")).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(
+            select(v.clone(), Some("username")).unwrap(),
+            Some(b"admin".to_vec())
+        );
+        assert_eq!(
+            select(v.clone(), Some("nested.a")).unwrap(),
+            Some(b"1".to_vec())
+        );
         assert_eq!(select(v.clone(), Some("missing")).unwrap(), None);
         assert_eq!(select(v.clone(), None).unwrap(), v);
         assert_eq!(

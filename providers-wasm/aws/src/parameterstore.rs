@@ -2,7 +2,9 @@
 //! and DescribeParameters for find, ListTagsForResource for metadata and the managed
 //! mark, PutParameter and DeleteParameter.
 
-use airlock_provider_sdk::{Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json};
+use airlock_provider_sdk::{
+    Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
+};
 use serde_json::{Value as Json, json};
 
 use crate::api::AwsError;
@@ -28,7 +30,11 @@ pub fn selector(name: &str, version: Option<&str>) -> String {
 }
 
 fn get_whole(client: &AwsClient, name: &str) -> Result<Value, Error> {
-    match call(client, "GetParameter", json!({"Name": name, "WithDecryption": true})) {
+    match call(
+        client,
+        "GetParameter",
+        json!({"Name": name, "WithDecryption": true}),
+    ) {
         Ok(answer) => Ok(answer["Parameter"]["Value"]
             .as_str()
             .map(|v| v.as_bytes().to_vec())),
@@ -155,7 +161,9 @@ fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<(String, Option
         }
         let answer = call(client, operation, body).map_err(AwsError::into_error)?;
         for p in answer["Parameters"].as_array().into_iter().flatten() {
-            let Some(name) = p["Name"].as_str() else { continue };
+            let Some(name) = p["Name"].as_str() else {
+                continue;
+            };
             if regex.as_ref().is_none_or(|re| re.is_match(name)) {
                 found.push((name.to_string(), p["Value"].as_str().map(str::to_string)));
             }

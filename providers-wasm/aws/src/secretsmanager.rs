@@ -1,7 +1,9 @@
 //! Secrets Manager: GetSecretValue, BatchGetSecretValue, ListSecrets, DescribeSecret,
 //! CreateSecret, PutSecretValue, DeleteSecret.
 
-use airlock_provider_sdk::{Error, Find, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json};
+use airlock_provider_sdk::{
+    Error, Find, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
+};
 use serde_json::{Value as Json, json};
 
 use crate::api::AwsError;
@@ -69,7 +71,10 @@ fn tags(description: &Json) -> Vec<(String, String)> {
                 .filter_map(|t| {
                     Some((
                         t.get("Key")?.as_str()?.to_string(),
-                        t.get("Value").and_then(Json::as_str).unwrap_or("").to_string(),
+                        t.get("Value")
+                            .and_then(Json::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                     ))
                 })
                 .collect()
@@ -131,11 +136,15 @@ fn batch_get(client: &AwsClient, ids: &[String], out: &mut Fetched) -> Result<()
     let answer = call(client, "BatchGetSecretValue", json!({"SecretIdList": ids}))
         .map_err(AwsError::into_error)?;
     for v in answer["SecretValues"].as_array().into_iter().flatten() {
-        let Some(name) = v["Name"].as_str() else { continue };
+        let Some(name) = v["Name"].as_str() else {
+            continue;
+        };
         out.insert(name.to_string(), Ok(value_of(v)?));
     }
     for e in answer["Errors"].as_array().into_iter().flatten() {
-        let Some(id) = e["SecretId"].as_str() else { continue };
+        let Some(id) = e["SecretId"].as_str() else {
+            continue;
+        };
         let code = e["ErrorCode"].as_str().unwrap_or("");
         let result = if code == "ResourceNotFoundException" {
             Ok(None)
@@ -178,7 +187,9 @@ pub fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<String>, Er
         }
         let answer = call(client, "ListSecrets", body).map_err(AwsError::into_error)?;
         for s in answer["SecretList"].as_array().into_iter().flatten() {
-            let Some(name) = s["Name"].as_str() else { continue };
+            let Some(name) = s["Name"].as_str() else {
+                continue;
+            };
             if !s["DeletedDate"].is_null() {
                 continue;
             }
@@ -361,7 +372,10 @@ mod tests {
 
     #[test]
     fn values_come_from_the_string_or_the_binary() {
-        assert_eq!(value_of(&json!({"SecretString": "s"})).unwrap(), Some(b"s".to_vec()));
+        assert_eq!(
+            value_of(&json!({"SecretString": "s"})).unwrap(),
+            Some(b"s".to_vec())
+        );
         assert_eq!(
             value_of(&json!({"SecretBinary": "AAEC"})).unwrap(),
             Some(vec![0, 1, 2])
@@ -371,8 +385,12 @@ mod tests {
 
     #[test]
     fn only_the_eso_tag_marks_a_secret_as_managed() {
-        assert!(is_managed(&json!({"Tags": [{"Key": "managed-by", "Value": "external-secrets"}]})));
-        assert!(!is_managed(&json!({"Tags": [{"Key": "managed-by", "Value": "me"}]})));
+        assert!(is_managed(
+            &json!({"Tags": [{"Key": "managed-by", "Value": "external-secrets"}]})
+        ));
+        assert!(!is_managed(
+            &json!({"Tags": [{"Key": "managed-by", "Value": "me"}]})
+        ));
         assert!(!is_managed(&json!({})));
     }
 }

@@ -116,7 +116,11 @@ pub fn canonical_request(request: &Unsigned<'_>) -> (String, String) {
 }
 
 /// The `Authorization` header value for `request`.
-pub fn authorization(request: &Unsigned<'_>, scope: Scope<'_>, credentials: &Credentials) -> String {
+pub fn authorization(
+    request: &Unsigned<'_>,
+    scope: Scope<'_>,
+    credentials: &Credentials,
+) -> String {
     let (creq, signed) = canonical_request(request);
     let date = &scope.timestamp[..8];
     let credential_scope = format!("{date}/{}/{}/aws4_request", scope.region, scope.service);
@@ -311,7 +315,10 @@ mod tests {
     fn timestamps_round_trip_through_the_calendar() {
         assert_eq!(timestamp(1_440_938_160), STAMP);
         assert_eq!(parse_iso8601("2015-08-30T12:36:00Z"), Some(1_440_938_160));
-        assert_eq!(parse_iso8601("2015-08-30T12:36:00.123Z"), Some(1_440_938_160));
+        assert_eq!(
+            parse_iso8601("2015-08-30T12:36:00.123Z"),
+            Some(1_440_938_160)
+        );
         assert_eq!(timestamp(951_782_400), "20000229T000000Z");
         assert_eq!(parse_iso8601("garbage"), None);
     }

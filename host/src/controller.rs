@@ -83,6 +83,8 @@ pub struct Context<B> {
     pub recorder: Recorder,
     /// Settings.
     pub config: Config,
+    /// Shares provider reads between ExternalSecrets (one call per ref per refresh window).
+    pub coalescer: external_secret::Coalescer,
     failures: Mutex<HashMap<String, u32>>,
     store_changed: Mutex<HashSet<String>>,
 }
@@ -110,6 +112,7 @@ impl<B> Context<B> {
             backend,
             recorder,
             config,
+            coalescer: external_secret::Coalescer::default(),
             failures: Mutex::default(),
             store_changed: Mutex::default(),
         }

@@ -5,6 +5,7 @@
 //! `SecretSyncedError`, publishes a Warning event and retries with backoff. Managed Secrets
 //! are watched (by the managed label) so that an edited or deleted Secret is repaired.
 
+mod coalesce;
 mod data;
 mod stores;
 
@@ -36,6 +37,7 @@ use crate::crd::external_secret::{
 };
 use crate::crd::{ClusterSecretStore, ConditionStatus, ExternalSecret, SecretStore};
 
+pub use self::coalesce::Coalescer;
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
 pub use self::stores::{resolve_store, selector_matches, store_for};
 
@@ -247,6 +249,20 @@ fn interval(es: &ExternalSecret) -> Duration {
 
 fn seconds_since(time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second() - time.0.as_second()
+}
+
+/// How old a value read for another ExternalSecret may be and still serve this one: its
+/// refresh interval, or zero (read fresh) when its spec or annotations changed since its
+/// last sync — an edit or a force-sync.
+fn reuse_window(es: &ExternalSecret) -> Duration {
+    let synced = es
+        .status
+        .as_ref()
+        .and_then(|s| s.synced_resource_version.as_deref());
+    match synced {
+        Some(v) if v != synced_resource_version(es) => Duration::ZERO,
+        _ => interval(es),
+    }
 }
 
 /// ESO's `shouldRefresh`: whether this reconcile must fetch from the provider.
@@ -782,7 +798,10 @@ async fn fetch<B: Backend>(
             .iter()
             .map(|&i| remote_ref(&data[i].remote_ref))
             .collect();
-        let results = ctx.backend.get_secrets(&store, &refs).await?;
+        let results = ctx
+            .coalescer
+            .get_secrets(&ctx.backend, &store, &refs, reuse_window(es))
+            .await?;
         for (&i, result) in items.iter().zip(results) {
             let item = &data[i];
             let what = format!("spec.data[{i}] (key={})", item.remote_ref.key);

@@ -22,7 +22,7 @@ const OCI_REFERENCE_PATTERN: &str = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5
 /// A relative path without `..` or hidden segments.
 const MODULE_PATH_PATTERN: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$";
 /// `scheme://host[:port]` where scheme, host (or its first label) and port may be `*`.
-const OUTBOUND_HOST_PATTERN: &str = r"^(\*|https?)://(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:(\*|[0-9]{1,5}))?$";
+const OUTBOUND_HOST_PATTERN: &str = r"^(\*|https?)://(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?((\.([a-z0-9]([a-z0-9-]*[a-z0-9])?|\*))*\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)?|\[[0-9a-f:.]+\])(:(\*|[0-9]{1,5}))?$";
 
 /// Which module implements the provider and what it is granted.
 // clippy reads the repeated `type_ = ...` of separate printcolumn(...) entries as duplicates.
@@ -68,10 +68,12 @@ pub struct ProviderSpec {
     pub module: ProviderModule,
 
     /// Where the provider may send HTTP requests, as `scheme://host[:port]` patterns. `*`
-    /// stands for any scheme, any host, any port, or (as `*.`) any subdomain. Examples:
-    /// `https://*.amazonaws.com`, `https://vault.corp:8200`, `http://127.0.0.1:*`. Requests to
-    /// anything else, including redirects, fail inside the provider with "outbound host … is
-    /// not granted". Empty (the default) means no network access.
+    /// stands for any scheme, any host, any port, (as `*.`) any subdomain, or (as a whole
+    /// inner label) exactly one label. Examples: `https://*.amazonaws.com`,
+    /// `https://secretsmanager.*.amazonaws.com`, `https://vault.corp:8200`,
+    /// `http://127.0.0.1:*`. Requests to anything else, including redirects, fail inside the
+    /// provider with "outbound host … is not granted". Empty (the default) means no network
+    /// access.
     #[schemars(length(max = 64), inner(length(min = 1, max = 253), regex(pattern = OUTBOUND_HOST_PATTERN)))]
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
@@ -298,7 +300,7 @@ mod tests {
                 "pullSecretRef": {"name": "ghcr", "namespace": "airlock-system"},
                 "caBundle": "LS0tLS1CRUdJTi0tLS0t",
             },
-            "allowedOutboundHosts": ["https://*.amazonaws.com", "http://127.0.0.1:*", "*://*:*", "https://[::1]:8443"],
+            "allowedOutboundHosts": ["https://*.amazonaws.com", "https://secretsmanager.*.amazonaws.com", "http://127.0.0.1:*", "*://*:*", "https://[::1]:8443"],
             "allowedCidrs": ["10.0.0.0/8", "127.0.0.1", "fd00::/8", "169.254.169.254/32"],
             "limits": {"memoryBytes": 268435456, "cpuMillisPerCall": 5000, "maxResponseBytes": 1048576, "maxConcurrentInstances": 4},
             "credentials": {"allowOperatorServiceAccountToken": true},

@@ -1,7 +1,8 @@
 //! Outbound-host patterns, in the grammar Spin uses for `allowed_outbound_hosts`:
 //! `scheme://host:port` where the scheme is `http`, `https` or `*`; the host is a name, an
-//! IP literal (`[::1]` for IPv6), `*.domain` (any subdomain, not the domain itself) or
-//! `*`; the port is a number, `*`, or omitted for the scheme's default (80, 443).
+//! IP literal (`[::1]` for IPv6), `*.domain` (any subdomain, not the domain itself), a
+//! name with whole-label wildcards after its first label (`secretsmanager.*.amazonaws.com`:
+//! each such `*` is exactly one DNS label, so a region but never `evil.com.`) or `*`; the port is a number, `*`, or omitted for the scheme's default (80, 443).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -29,6 +30,8 @@ enum HostMatch {
     Exact(String),
     Ip(IpAddr),
     Subdomains(String),
+    /// Labels where `None` is a `*` matching exactly one label.
+    Labels(Vec<Option<String>>),
     Any,
 }
 
@@ -86,7 +89,23 @@ impl HostPattern {
             }
             HostMatch::Subdomains(format!(".{domain}"))
         } else if host.contains('*') {
-            return Err(bad("only a leading *. wildcard is allowed"));
+            let labels: Vec<&str> = host.split('.').collect();
+            let whole_labels = labels.iter().all(|l| *l == "*" || !l.contains('*'));
+            if !whole_labels || labels.iter().any(|l| l.is_empty()) || labels.len() < 3 {
+                return Err(bad(
+                    "a wildcard is a leading *. or a whole label inside a name (sts.*.amazonaws.com)",
+                ));
+            }
+            // The registrable part stays fixed: `*.com`-like tails would grant everything.
+            if labels[labels.len() - 2..].contains(&"*") {
+                return Err(bad("the last two labels of a name cannot be wildcards"));
+            }
+            HostMatch::Labels(
+                labels
+                    .iter()
+                    .map(|l| (*l != "*").then(|| l.to_string()))
+                    .collect(),
+            )
         } else if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
             HostMatch::Ip(ip)
         } else if host.is_empty() {
@@ -128,6 +147,14 @@ impl HostPattern {
             HostMatch::Exact(h) => h == host,
             HostMatch::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),
             HostMatch::Subdomains(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+            HostMatch::Labels(labels) => {
+                let parts: Vec<&str> = host.split('.').collect();
+                parts.len() == labels.len()
+                    && labels.iter().zip(&parts).all(|(want, got)| match want {
+                        Some(w) => w == got,
+                        None => !got.is_empty(),
+                    })
+            }
         };
         scheme_ok && port_ok && host_ok
     }
@@ -185,11 +212,28 @@ mod tests {
     }
 
     #[test]
+    fn inner_wildcards_match_exactly_one_label() {
+        let sm = p("https://secretsmanager.*.amazonaws.com");
+        assert!(sm.matches("https", "secretsmanager.us-west-2.amazonaws.com", 443));
+        assert!(!sm.matches("https", "secretsmanager.amazonaws.com", 443));
+        assert!(!sm.matches("https", "secretsmanager.a.b.amazonaws.com", 443));
+        assert!(!sm.matches("https", "ssm.us-west-2.amazonaws.com", 443));
+        assert!(!sm.matches(
+            "https",
+            "secretsmanager.us-west-2.amazonaws.com.evil.io",
+            443
+        ));
+        assert!(!sm.matches("http", "secretsmanager.us-west-2.amazonaws.com", 80));
+    }
+
+    #[test]
     fn malformed_patterns_are_rejected_with_the_reason() {
         for bad in [
             "vault.corp",
             "ftp://x",
             "https://a.*.com",
+            "https://a.b*.example.com",
+            "https://a..*.example.com",
             "https://x/path",
             "*://x",
             "https://x:port",

@@ -9,6 +9,7 @@ use std::process::Command;
 /// (crate, exported constant)
 const GUESTS: &[(&str, &str)] = &[
     ("airlock-provider-fake", "FAKE"),
+    ("airlock-provider-vault", "VAULT"),
     ("airlock-guest-hostile", "HOSTILE"),
     ("airlock-guest-hostile-fs", "HOSTILE_FS"),
     ("airlock-guest-hostile-net", "HOSTILE_NET"),

@@ -2,6 +2,8 @@
 
 /// ESO's fake provider.
 pub const FAKE: &str = env!("AIRLOCK_WASM_FAKE");
+/// The HashiCorp Vault / OpenBao provider.
+pub const VAULT: &str = env!("AIRLOCK_WASM_VAULT");
 /// The hostile guest: its `key` picks an attack on the sandbox.
 pub const HOSTILE: &str = env!("AIRLOCK_WASM_HOSTILE");
 /// A guest importing `wasi:filesystem`.

@@ -60,11 +60,7 @@ impl Bao {
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             .arg(format!("-dev-root-token-id={ROOT}"))
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(dir.path().join("bao.log"))
-                    .expect("log file")
-                    .into(),
-            );
+            .stderr(std::fs::File::create(dir.path().join("bao.log")).expect("log file"));
         if tls {
             cmd.arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
@@ -999,7 +995,7 @@ async fn kubernetes_setup(bao: &Bao, cp: &ControlPlane) -> (String, String, Stri
     );
     let jwt = bao.auth_mount("jwt");
     let public_key =
-        std::fs::read_to_string(cp.dir().join("service-account.pub")).expect("SA public key");
+        std::fs::read_to_string(cp.dir().join("pki/service-account.pub")).expect("SA public key");
     bao.write(
         &format!("auth/{jwt}/config"),
         json!({"jwt_validation_pubkeys": [public_key], "bound_issuer": cp.server_url()}),
@@ -1513,9 +1509,7 @@ async fn the_seed_vault_stores_and_external_secret_sync_on_the_real_control_plan
     })
     .await;
     assert!(
-        message.contains(
-            "add http://127.0.0.1:1 to spec.allowedOutboundHosts of the Provider \"vault\""
-        ),
+        message.contains("outbound host http://127.0.0.1:1 is not granted to provider vault"),
         "{message}"
     );
 

@@ -6,7 +6,7 @@ export AIRLOCK_CACHE ?= $(HOME)/.cache/airlock
 export CARGO_TARGET_DIR ?= $(AIRLOCK_CACHE)/target
 export CARGO_TERM_COLOR ?= never
 
-WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake -p airlock-provider-aws \
+WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake -p airlock-provider-aws -p airlock-provider-vault \
 	-p airlock-guest-hostile -p airlock-guest-hostile-fs -p airlock-guest-hostile-net
 
 .PHONY: test setup lint generate check-generated k8s unit wasm bench demo cluster

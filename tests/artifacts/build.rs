@@ -10,6 +10,7 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("airlock-provider-fake", "FAKE"),
     ("airlock-provider-aws", "AWS"),
+    ("airlock-provider-vault", "VAULT"),
     ("airlock-guest-hostile", "HOSTILE"),
     ("airlock-guest-hostile-fs", "HOSTILE_FS"),
     ("airlock-guest-hostile-net", "HOSTILE_NET"),

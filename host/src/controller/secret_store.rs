@@ -94,14 +94,146 @@ pub fn ca_source(config: &serde_json::Value) -> Option<CaSource> {
     None
 }
 
-/// Fills in the store's TLS settings from its `caBundle` or `caProvider`.
+/// A key of a Secret named in a provider config (ESO's `SecretKeySelector`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretKeyRef {
+    /// Where in the config it was written, for messages (`tls.certSecretRef`).
+    pub field: &'static str,
+    /// Secret name.
+    pub name: String,
+    /// Key in the Secret.
+    pub key: String,
+    /// Namespace named in the config.
+    pub namespace: Option<String>,
+}
+
+/// Where a provider config says its TLS client certificate and key are: ESO's
+/// `tls.certSecretRef` / `tls.keySecretRef`, or Vault's `auth.cert.clientCert` /
+/// `auth.cert.secretRef` (certificate login), which wins because the login needs it.
+pub fn client_cert_source(config: &serde_json::Value) -> Option<(SecretKeyRef, SecretKeyRef)> {
+    let selector = |v: Option<&serde_json::Value>, field: &'static str| {
+        let v = v?;
+        Some(SecretKeyRef {
+            field,
+            name: v.get("name")?.as_str()?.to_string(),
+            key: v
+                .get("key")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            namespace: v
+                .get("namespace")
+                .and_then(|n| n.as_str())
+                .map(str::to_string),
+        })
+    };
+    let cert_auth = config.pointer("/auth/cert");
+    let from_auth = cert_auth.and_then(|c| {
+        Some((
+            selector(c.get("clientCert"), "auth.cert.clientCert")?,
+            selector(c.get("secretRef"), "auth.cert.secretRef")?,
+        ))
+    });
+    from_auth.or_else(|| {
+        let tls = config.get("tls")?;
+        Some((
+            selector(tls.get("certSecretRef"), "tls.certSecretRef")?,
+            selector(tls.get("keySecretRef"), "tls.keySecretRef")?,
+        ))
+    })
+}
+
+/// The namespace a store reads a selector from: its own for a SecretStore, the named one
+/// (or the namespace in use) for a ClusterSecretStore.
+fn selector_namespace(
+    store: &StoreContext,
+    field: &str,
+    named: Option<&str>,
+) -> Result<String, Error> {
+    match (store.info.kind, named) {
+        (StoreKind::SecretStore, Some(ns)) if ns != store.info.namespace => {
+            Err(Error::InvalidStore(format!(
+                "{field}: a SecretStore may only read Secrets of its own namespace {:?}, not {ns:?}",
+                store.info.namespace
+            )))
+        }
+        (StoreKind::ClusterSecretStore, Some(ns)) => Ok(ns.to_string()),
+        _ => Ok(store.info.namespace.clone()),
+    }
+}
+
+/// Reads one Secret key for a store's TLS settings, with a condition-ready error.
+async fn tls_secret_key<B>(
+    ctx: &Context<B>,
+    store: &StoreContext,
+    selector: &SecretKeyRef,
+) -> Result<Vec<u8>, Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let ns = selector_namespace(store, selector.field, selector.namespace.as_deref())?;
+    let SecretKeyRef {
+        field, name, key, ..
+    } = selector;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api.get_opt(name).await?.ok_or_else(|| {
+        Error::InvalidStore(format!("{field}: Secret {ns}/{name} does not exist"))
+    })?;
+    secret
+        .data
+        .and_then(|mut d| d.remove(key.as_str()))
+        .map(|v| v.0)
+        .ok_or_else(|| {
+            Error::InvalidStore(format!("{field}: Secret {ns}/{name} has no key {key:?}"))
+        })
+}
+
+/// Checks that `pem` holds at least one certificate (or, for a key, a private key), so a
+/// bad Secret is reported where it is configured rather than as a TLS failure later.
+fn check_pem(field: &str, pem: &[u8], private_key: bool) -> Result<(), Error> {
+    let ok = if private_key {
+        matches!(rustls_pemfile::private_key(&mut &pem[..]), Ok(Some(_)))
+    } else {
+        let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut &pem[..]).collect();
+        certs.is_ok_and(|c| !c.is_empty())
+    };
+    if ok {
+        Ok(())
+    } else {
+        let what = if private_key {
+            "a PEM private key"
+        } else {
+            "a PEM certificate"
+        };
+        Err(Error::InvalidStore(format!("{field} does not hold {what}")))
+    }
+}
+
+/// Fills in the store's TLS settings: the CA bundle from `caBundle` or `caProvider`, and
+/// the client certificate from `tls` or Vault's `auth.cert`.
 pub async fn resolve_tls<B>(ctx: &Context<B>, store: &mut StoreContext) -> Result<(), Error> {
+    if let Some(source) = ca_source(&store.config) {
+        let pem = ca_bundle(ctx, store, source).await?;
+        check_pem("the CA bundle (caBundle / caProvider)", &pem, false)?;
+        store.tls.ca_bundle_pem = Some(pem);
+    }
+    if let Some((cert_ref, key_ref)) = client_cert_source(&store.config) {
+        let cert = tls_secret_key(ctx, store, &cert_ref).await?;
+        check_pem(cert_ref.field, &cert, false)?;
+        let key = tls_secret_key(ctx, store, &key_ref).await?;
+        check_pem(key_ref.field, &key, true)?;
+        store.tls.client_cert_pem = Some(cert);
+        store.tls.client_key_pem = Some(secrecy::SecretSlice::from(key));
+    }
+    Ok(())
+}
+
+async fn ca_bundle<B>(
+    ctx: &Context<B>,
+    store: &StoreContext,
+    source: CaSource,
+) -> Result<Vec<u8>, Error> {
     use base64::Engine as _;
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    let Some(source) = ca_source(&store.config) else {
-        return Ok(());
-    };
-    let pem = match source {
+    Ok(match source {
         CaSource::Inline(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| Error::InvalidStore(format!("caBundle is not base64: {e}")))?,
@@ -119,22 +251,22 @@ pub async fn resolve_tls<B>(ctx: &Context<B>, store: &mut StoreContext) -> Resul
                     )
                 })?,
             };
+            let kind = if config_map { "ConfigMap" } else { "Secret" };
+            let absent =
+                || Error::InvalidStore(format!("caProvider: {kind} {ns}/{name} does not exist"));
             let missing = || {
-                Error::InvalidStore(format!(
-                    "caProvider: {} {ns}/{name} has no key {key:?}",
-                    if config_map { "ConfigMap" } else { "Secret" }
-                ))
+                Error::InvalidStore(format!("caProvider: {kind} {ns}/{name} has no key {key:?}"))
             };
             if config_map {
                 let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-                let map = api.get_opt(&name).await?.ok_or_else(missing)?;
+                let map = api.get_opt(&name).await?.ok_or_else(absent)?;
                 map.data
                     .and_then(|mut d| d.remove(&key))
                     .map(String::into_bytes)
                     .ok_or_else(missing)?
             } else {
                 let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-                let secret = api.get_opt(&name).await?.ok_or_else(missing)?;
+                let secret = api.get_opt(&name).await?.ok_or_else(absent)?;
                 secret
                     .data
                     .and_then(|mut d| d.remove(&key))
@@ -142,9 +274,7 @@ pub async fn resolve_tls<B>(ctx: &Context<B>, store: &mut StoreContext) -> Resul
                     .ok_or_else(missing)?
             }
         }
-    };
-    store.tls.ca_bundle_pem = Some(pem);
-    Ok(())
+    })
 }
 
 /// `SecretStore` or `ClusterSecretStore`.
@@ -356,6 +486,45 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn client_certificates_come_from_tls_or_vault_cert_auth() {
+        assert_eq!(client_cert_source(&json!({"server": "https://v"})), None);
+        let tls = json!({"tls": {"certSecretRef": {"name": "c", "key": "tls.crt"},
+                                 "keySecretRef": {"name": "c", "key": "tls.key"}}});
+        let (cert, key) = client_cert_source(&tls).unwrap();
+        assert_eq!(
+            (cert.field, cert.key.as_str()),
+            ("tls.certSecretRef", "tls.crt")
+        );
+        assert_eq!(key.key, "tls.key");
+        let mut both = tls.clone();
+        both["auth"] = json!({"cert": {"clientCert": {"name": "login", "key": "crt"},
+                                       "secretRef": {"name": "login", "key": "key"}}});
+        let (cert, _) = client_cert_source(&both).unwrap();
+        assert_eq!(
+            (cert.field, cert.name.as_str()),
+            ("auth.cert.clientCert", "login")
+        );
+    }
+
+    #[test]
+    fn bad_pem_is_reported_by_field() {
+        let err = check_pem("tls.certSecretRef", b"not pem", false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tls.certSecretRef does not hold a PEM certificate"),
+            "{err}"
+        );
+        assert!(
+            check_pem(
+                "tls.keySecretRef",
+                b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+                true
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn ca_settings_are_found_where_eso_providers_put_them() {

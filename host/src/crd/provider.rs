@@ -220,8 +220,10 @@ impl Default for ProviderLimits {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderCredentials {
     /// Let stores using this provider authenticate as the operator's own ServiceAccount (for
-    /// example for EKS Pod Identity or GKE Workload Identity bound to the operator). Off by
-    /// default: stores must name their own ServiceAccount or Secrets.
+    /// example Vault's Kubernetes auth with neither `serviceAccountRef` nor `secretRef`, as
+    /// in ESO's examples, or EKS Pod Identity / GKE Workload Identity bound to the operator).
+    /// Off by default: stores must name their own ServiceAccount or Secrets, and a store that
+    /// names neither gets an access-denied condition naming this field.
     #[serde(default)]
     pub allow_operator_service_account_token: bool,
 }

@@ -4,6 +4,8 @@
 pub const FAKE: &str = env!("AIRLOCK_WASM_FAKE");
 /// AWS Secrets Manager and Parameter Store.
 pub const AWS: &str = env!("AIRLOCK_WASM_AWS");
+/// The HashiCorp Vault / OpenBao provider.
+pub const VAULT: &str = env!("AIRLOCK_WASM_VAULT");
 /// The hostile guest: its `key` picks an attack on the sandbox.
 pub const HOSTILE: &str = env!("AIRLOCK_WASM_HOSTILE");
 /// A guest importing `wasi:filesystem`.

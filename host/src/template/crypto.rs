@@ -207,7 +207,7 @@ fn write_store(store: &KeyStore, password: &str) -> R {
 }
 
 fn filter_chain(kind: &str, input: &[u8]) -> R {
-    use x509_parser::prelude::*;
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
     let blocks: Vec<pem::Pem> = parse_pem(input)?
         .into_iter()
         .filter(|p| p.tag() == "CERTIFICATE")
@@ -247,7 +247,7 @@ fn filter_chain(kind: &str, input: &[u8]) -> R {
 }
 
 fn cert_sans(input: &[u8]) -> R {
-    use x509_parser::prelude::*;
+    use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
     let der = match parse_pem(input) {
         Ok(blocks) if !blocks.is_empty() => blocks
             .into_iter()

@@ -1,6 +1,7 @@
 //! The `airlock` command line.
 
 mod provider;
+mod render;
 mod run;
 
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Command {
     /// Work with provider components: run one locally, inspect one.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
+    /// Render an ExternalSecret's template offline from a data file and print the Secret
+    /// it would write (like ESO's `esoctl template`).
+    Render(render::RenderArgs),
     /// Print the CustomResourceDefinitions, or write one file per CRD into a folder.
     Crds {
         /// Write `<plural>.<group>.yaml` files here instead of printing one stream.
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Provider(cmd) => provider::run(cmd).await,
+            Command::Render(args) => render::run(&args),
             Command::Crds { out } => write_crds(out.as_deref()),
         }
     });

@@ -196,11 +196,14 @@ pub enum Error {
     /// A feature this version does not implement yet.
     #[error("{message}")]
     Unsupported {
-        /// Stable reason, e.g. `TemplateNotSupportedYet`.
+        /// Stable reason, e.g. `GeneratorNotSupportedYet`.
         reason: &'static str,
         /// What is unsupported.
         message: String,
     },
+    /// A template failed to parse or render, or a templateFrom source is missing.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
     /// The target Secret is controlled by another ExternalSecret.
     #[error("{0}")]
     OwnedByAnother(String),
@@ -234,6 +237,7 @@ impl Error {
             Error::SecretNotFoundAtProvider(_) => "SecretNotFound",
             Error::InvalidData(_) => "InvalidSecretData",
             Error::Unsupported { reason, .. } => reason,
+            Error::Template(e) => e.reason(),
             Error::OwnedByAnother(_) => "OwnedByAnotherExternalSecret",
             Error::Immutable => "TargetImmutable",
             Error::ModulePath(_) => "InvalidModulePath",

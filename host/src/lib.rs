@@ -8,3 +8,4 @@ pub mod crd;
 pub mod kube_client;
 pub mod kube_credentials;
 pub mod runtime;
+pub mod template;

@@ -669,17 +669,126 @@ async fn deletion_policy_delete_removes_the_secret_when_the_provider_has_nothing
     .await;
 }
 
+/// The seed's "Secret Templates" ExternalSecret, unchanged but for the API version.
+fn seed_templated_es() -> Value {
+    json!({
+        "secretStoreRef": {"name": "vault-backend", "kind": "SecretStore"},
+        "target": {
+            "name": "database-url",
+            "template": {
+                "type": "Opaque",
+                "data": {
+                    "DATABASE_URL": "postgresql://{{ .username }}:{{ .password }}@db.example.com:5432/mydb"
+                }
+            }
+        },
+        "data": [
+            {"secretKey": "username", "remoteRef": {"key": "secret/data/database", "property": "username"}},
+            {"secretKey": "password", "remoteRef": {"key": "secret/data/database", "property": "password"}}
+        ]
+    })
+}
+
+fn seed_template_store_data() -> Value {
+    json!({"data": [
+        {"key": "secret/data/database", "value": "{\"username\":\"admin\",\"password\":\"s3cr3t\"}"}
+    ]})
+}
+
 #[tokio::test]
-async fn template_data_is_refused_with_a_clear_condition_and_writes_nothing() {
+async fn the_seeds_templated_external_secret_yields_database_url_exactly() {
     let env = start("es-template").await;
-    env.store("fake-store", json!({"data": fake_data()})).await;
-    let mut spec = seed_es("fake-store");
-    spec["target"]["template"] = json!({"data": {"dsn": "{{ .username }}:{{ .password }}"}});
-    env.external_secret("database", spec).await;
-    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
+    env.store("vault-backend", seed_template_store_data()).await;
+    env.external_secret("templated-secret", seed_templated_es())
+        .await;
+    env.ready("templated-secret", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("database-url").await,
+        Some(map(&[(
+            "DATABASE_URL",
+            "postgresql://admin:s3cr3t@db.example.com:5432/mydb"
+        )]))
+    );
+    let secret = env.api::<Secret>().get("database-url").await.unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+}
+
+#[tokio::test]
+async fn a_template_error_names_the_key_and_position_and_keeps_the_previous_secret() {
+    let env = start("es-template-error").await;
+    env.store("vault-backend", seed_template_store_data()).await;
+    env.external_secret("templated-secret", seed_templated_es())
+        .await;
+    env.ready("templated-secret", "True", "SecretSynced").await;
+    let before = env.secret_data("database-url").await;
+    assert!(before.is_some());
+
+    let mut spec = seed_templated_es();
+    spec["target"]["template"]["data"] = json!({
+        "DATABASE_URL": "postgresql://{{ .usernam }}:{{ .password }}@db",
+        "EXTRA": "{{ .password | b64enc }}"
+    });
+    env.external_secret("templated-secret", spec).await;
+    let (_, ready) = env
+        .ready("templated-secret", "False", "SecretSyncedError")
+        .await;
     let message = ready.message.unwrap_or_default();
-    assert!(message.contains("TemplateNotSupportedYet"), "{message}");
-    assert_eq!(env.secret_data("database-credentials").await, None);
+    assert!(
+        message.contains(
+            r#"template "DATABASE_URL": line 1, column 17: map has no entry for key "usernam""#
+        ),
+        "{message}"
+    );
+    assert!(message.contains("TemplateRenderError"), "{message}");
+    assert!(!message.contains("s3cr3t"), "{message}");
+    // Nothing was written: not the EXTRA key, not a half-rendered URL.
+    assert_eq!(env.secret_data("database-url").await, before);
+}
+
+#[tokio::test]
+async fn template_from_a_config_map_fills_data_labels_and_annotations() {
+    let env = start("es-template-from").await;
+    env.store("vault-backend", seed_template_store_data()).await;
+    apply(
+        &env.api::<k8s_openapi::api::core::v1::ConfigMap>(),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "db-templates", "namespace": env.ns},
+        "data": {
+            "config.yaml": "user: {{ .username }}",
+            "pairs": "DB_USER: \"{{ .username | upper }}\"\nDB_HOST: db.example.com"
+        }}),
+    )
+    .await;
+    let mut spec = seed_templated_es();
+    spec["target"]["template"] = json!({
+        "metadata": {"labels": {"owner": "{{ .username }}"}},
+        "templateFrom": [
+            {"configMap": {"name": "db-templates", "items": [
+                {"key": "config.yaml"},
+                {"key": "pairs", "templateAs": "KeysAndValues"}
+            ]}},
+            {"literal": "rotated-by: \"{{ .username }}\"", "target": "Annotations"}
+        ]
+    });
+    env.external_secret("templated-secret", spec).await;
+    env.ready("templated-secret", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("database-url").await,
+        Some(map(&[
+            ("DB_HOST", "db.example.com"),
+            ("DB_USER", "ADMIN"),
+            ("config.yaml", "user: admin"),
+        ]))
+    );
+    let secret = env.api::<Secret>().get("database-url").await.unwrap();
+    assert_eq!(
+        secret.labels().get("owner").map(String::as_str),
+        Some("admin")
+    );
+    assert_eq!(
+        secret.annotations().get("rotated-by").map(String::as_str),
+        Some("admin")
+    );
 }
 
 #[tokio::test]

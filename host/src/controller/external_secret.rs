@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -33,9 +33,11 @@ use crate::crd::common::{
     CREATED_BY_LABEL, DATA_HASH_ANNOTATION, MANAGED_LABEL, SecretStoreRef, StoreKind as CrdKind,
 };
 use crate::crd::external_secret::{
-    CreationPolicy, DeletionPolicy, ExternalSecretDataRemoteRef, RefreshPolicy,
+    CreationPolicy, DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretTemplate,
+    RefreshPolicy,
 };
 use crate::crd::{ClusterSecretStore, ConditionStatus, ExternalSecret, SecretStore};
+use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
 
 pub use self::coalesce::Coalescer;
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
@@ -426,16 +428,8 @@ async fn sync<B: ModuleHost>(
             message: "spec.target.manifest (generic targets) is not supported yet".into(),
         });
     }
-    if let Some(t) = &es.spec.target.template
-        && (t.data.as_ref().is_some_and(|d| !d.is_empty())
-            || t.template_from.as_ref().is_some_and(|d| !d.is_empty()))
-    {
-        return Err(Error::Unsupported {
-            reason: "TemplateNotSupportedYet",
-            message: "spec.target.template.data and templateFrom are not supported yet; nothing was written".into(),
-        });
-    }
-    let data = fetch(es, ctx).await?;
+    let engine = template_engine(es)?;
+    let data = fetch(es, ctx, engine).await?;
     let target = &es.spec.target;
     if data.is_empty() {
         match target.deletion_policy {
@@ -466,7 +460,89 @@ async fn sync<B: ModuleHost>(
             DeletionPolicy::Merge => {}
         }
     }
-    write(es, ctx, existing, data).await
+    // Everything renders before anything is written: a template error leaves the Secret as
+    // it was.
+    let shape = match &target.template {
+        Some(template) => {
+            let sources = template_sources(es, ctx, template).await?;
+            let fetched: BTreeMap<String, Vec<u8>> = data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_vec()))
+                .collect();
+            let rendered = crate::template::apply(template, engine, &fetched, &sources)?;
+            Shape {
+                data: rendered
+                    .data
+                    .into_iter()
+                    .map(|(k, v)| (k, SecretValue::new(v)))
+                    .collect(),
+                labels: rendered.labels,
+                annotations: rendered.annotations,
+                type_: rendered.type_,
+            }
+        }
+        None => Shape {
+            data,
+            ..Shape::default()
+        },
+    };
+    for key in shape.data.keys() {
+        check_key(key, "spec.target.template")?;
+    }
+    write(es, ctx, existing, shape).await
+}
+
+/// What the target Secret gets: data, and from a template its labels, annotations and type.
+#[derive(Default)]
+struct Shape {
+    data: BTreeMap<String, SecretValue>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    type_: Option<String>,
+}
+
+/// The template engine the ExternalSecret asks for (annotation `airlock.dev/template-engine`).
+fn template_engine(es: &ExternalSecret) -> Result<Engine, Error> {
+    Ok(Engine::from_annotation(
+        es.annotations().get(ENGINE_ANNOTATION).map(String::as_str),
+    )?)
+}
+
+/// Reads the ConfigMaps and Secrets `templateFrom` names, from the ExternalSecret's own
+/// namespace only. A missing one is reported by `template::apply` with its index.
+async fn template_sources<B>(
+    es: &ExternalSecret,
+    ctx: &Context<B>,
+    template: &ExternalSecretTemplate,
+) -> Result<Sources, Error> {
+    let namespace = es.namespace().unwrap_or_default();
+    let (config_maps, secrets) = crate::template::apply::source_names(template);
+    let mut sources = Sources::default();
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in config_maps {
+        if let Some(cm) = cms.get_opt(&name).await? {
+            let mut map: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            map.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
+            sources.config_maps.insert(name, map);
+        }
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in secrets {
+        if let Some(secret) = api.get_opt(&name).await? {
+            sources.secrets.insert(name, secret_data(&secret));
+        }
+    }
+    Ok(sources)
 }
 
 fn controller_of(
@@ -485,8 +561,9 @@ async fn write<B: ModuleHost>(
     es: &ExternalSecret,
     ctx: &Context<B>,
     existing: Option<Secret>,
-    data: BTreeMap<String, SecretValue>,
+    shape: Shape,
 ) -> Result<Synced, Error> {
+    let data = &shape.data;
     let target = &es.spec.target;
     let policy = target.creation_policy;
     if policy == CreationPolicy::None {
@@ -533,19 +610,15 @@ async fn write<B: ModuleHost>(
         }
         _ => BTreeMap::new(),
     };
-    for (k, v) in &data {
+    for (k, v) in data {
         full.insert(k.clone(), v.expose().to_vec());
     }
     let hash = data_hash(&full);
     let namespace = es.namespace().unwrap_or_default();
     let name = target_name(es);
 
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(meta) = target.template.as_ref().and_then(|t| t.metadata.as_ref()) {
-        labels.extend(meta.labels.clone().unwrap_or_default());
-        annotations.extend(meta.annotations.clone().unwrap_or_default());
-    }
+    let mut labels = shape.labels.clone();
+    let mut annotations = shape.annotations.clone();
     labels.insert(MANAGED_LABEL.into(), "true".into());
     annotations.insert(DATA_HASH_ANNOTATION.into(), hash.clone());
     let owner = policy == CreationPolicy::Owner;
@@ -564,10 +637,9 @@ async fn write<B: ModuleHost>(
                 .all(|(k, v)| s.annotations().get(k) == Some(v))
             && (!owner || controlled_by(s, es))
             && (target.immutable != Some(true) || s.immutable == Some(true))
-            && target
-                .template
+            && shape
+                .type_
                 .as_ref()
-                .and_then(|t| t.type_.as_ref())
                 .is_none_or(|t| s.type_.as_ref() == Some(t));
         if unchanged {
             return Ok(Synced::ok(None));
@@ -608,7 +680,7 @@ async fn write<B: ModuleHost>(
         "metadata": metadata,
         "data": encoded,
     });
-    if let Some(t) = target.template.as_ref().and_then(|t| t.type_.as_ref()) {
+    if let Some(t) = &shape.type_ {
         object["type"] = json!(t);
     }
     if target.immutable == Some(true) {
@@ -698,6 +770,7 @@ async fn delete_renamed_targets(
 async fn fetch<B: Backend>(
     es: &ExternalSecret,
     ctx: &Context<B>,
+    engine: Engine,
 ) -> Result<BTreeMap<String, SecretValue>, Error> {
     let namespace = es.namespace().unwrap_or_default();
     let default_ref = es.spec.secret_store_ref.clone();
@@ -766,7 +839,7 @@ async fn fetch<B: Backend>(
             let key = if rewrites.is_empty() {
                 convert_key(&remote_key, conversion.unwrap_or_default())
             } else {
-                rewrite_key(&remote_key, rewrites, &what)?
+                rewrite_key(&remote_key, rewrites, &what, engine)?
             };
             if key.is_empty() {
                 continue;

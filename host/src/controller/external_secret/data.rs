@@ -9,6 +9,8 @@ use crate::controller::Error;
 use crate::crd::external_secret::{
     ConversionStrategy, DecodingStrategy, ExternalSecretRewrite, NullBytePolicy,
 };
+use crate::template::Engine;
+use crate::template::apply::transform_key;
 
 /// ESO's key conversion for `dataFrom`: `Default` turns every character other than letters,
 /// digits, `-`, `.` and `_` into `_`; `Unicode` into `_U<hex>_`.
@@ -27,27 +29,29 @@ pub fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
         .collect()
 }
 
-/// Applies `rewrite[]` (regexp only) to a key, in order.
+/// Applies `rewrite[]` to a key, in order: `regexp` replaces matches, `transform` renders
+/// a template with the key as `.value` (with the ExternalSecret's template `engine`).
 pub fn rewrite_key(
     key: &str,
     rewrites: &[ExternalSecretRewrite],
     what: &str,
+    engine: Engine,
 ) -> Result<String, Error> {
     let mut key = key.to_string();
-    for r in rewrites {
-        match &r.regexp {
-            Some(re) => {
-                let compiled = regex::Regex::new(&re.source).map_err(|e| {
-                    Error::InvalidData(format!("{what}: rewrite regexp {:?}: {e}", re.source))
-                })?;
-                key = compiled.replace_all(&key, re.target.as_str()).into_owned();
-            }
-            None => {
-                return Err(Error::Unsupported {
-                    reason: "RewriteNotSupportedYet",
-                    message: format!("{what}: only rewrite.regexp is supported yet"),
-                });
-            }
+    for (i, r) in rewrites.iter().enumerate() {
+        if let Some(re) = &r.regexp {
+            let compiled = regex::Regex::new(&re.source).map_err(|e| {
+                Error::InvalidData(format!("{what}: rewrite regexp {:?}: {e}", re.source))
+            })?;
+            key = compiled.replace_all(&key, re.target.as_str()).into_owned();
+        } else if let Some(t) = &r.transform {
+            let name = format!("{what}.rewrite[{i}].transform");
+            key = transform_key(engine, &name, &t.template, &key)?;
+        } else {
+            return Err(Error::Unsupported {
+                reason: "RewriteNotSupportedYet",
+                message: format!("{what}: rewrite.merge is not supported yet"),
+            });
         }
     }
     Ok(key)
@@ -166,8 +170,36 @@ mod tests {
             "production/api-keys",
             &[rw("^production/", ""), rw("-", "_")],
             "x",
+            Engine::Go,
         )
         .unwrap();
         assert_eq!(out, "api_keys");
+    }
+
+    #[test]
+    fn transform_rewrites_render_the_key_as_value() {
+        use crate::crd::external_secret::RewriteTransform;
+        let tf = |t: &str| ExternalSecretRewrite {
+            regexp: None,
+            transform: Some(RewriteTransform { template: t.into() }),
+            merge: None,
+        };
+        let out = rewrite_key(
+            "db/password",
+            &[tf(r#"{{ .value | replace "/" "_" | upper }}"#)],
+            "spec.dataFrom[0]",
+            Engine::Go,
+        )
+        .unwrap();
+        assert_eq!(out, "DB_PASSWORD");
+        let err =
+            rewrite_key("k", &[tf("{{ .nope }}")], "spec.dataFrom[0]", Engine::Go).unwrap_err();
+        assert_eq!(err.reason(), "TemplateRenderError");
+        assert!(
+            err.to_string().starts_with(
+                "template \"spec.dataFrom[0].rewrite[0].transform\": line 1, column 1"
+            ),
+            "{err}"
+        );
     }
 }

@@ -26,7 +26,7 @@ enum Command {
     /// Run the operator: the Provider, SecretStore, ClusterSecretStore and ExternalSecret
     /// controllers.
     Run(run::RunArgs),
-    /// Work with provider components: run one locally, inspect one.
+    /// Work with provider components: run one locally, inspect, push, pull and sign them.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
     /// Print the CustomResourceDefinitions, or write one file per CRD into a folder.

@@ -27,7 +27,7 @@ enum Command {
     /// Run the operator: the Provider, SecretStore, ClusterSecretStore and ExternalSecret
     /// controllers.
     Run(run::RunArgs),
-    /// Work with provider components: run one locally, inspect one.
+    /// Work with provider components: run one locally, inspect, push, pull and sign them.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
     /// Render an ExternalSecret's template offline from a data file and print the Secret

@@ -28,6 +28,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 pub use self::provider::ModuleHost;
 use crate::backend::BackendError;
 use crate::crd::{Condition, ConditionStatus, common::CONDITION_READY};
+use crate::registry::RegistryError;
 use crate::runtime::RuntimeError;
 
 /// The field manager of every server-side apply the operator makes.
@@ -51,6 +52,12 @@ pub struct Config {
     /// `spec.controller` names another class, and ExternalSecrets using them, are left to the
     /// operator of that class. Stores with an empty `spec.controller` are served by all.
     pub controller_class: String,
+    /// The namespace the operator runs in: where a Provider's `pullSecretRef` without a
+    /// namespace is read.
+    pub operator_namespace: String,
+    /// Where pulled OCI artifacts are cached by digest (the runtime's cache dir); memory only
+    /// (pulled on every load) when unset.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -69,6 +76,8 @@ impl Default for Config {
             reporter: "airlock".into(),
             namespace: None,
             controller_class: "default".into(),
+            operator_namespace: "default".into(),
+            cache_dir: None,
         }
     }
 }
@@ -210,6 +219,9 @@ pub enum Error {
     /// The target Secret is immutable and its data would change.
     #[error("could not update secret, target is immutable")]
     Immutable,
+    /// The OCI module cannot be pulled, verified or trusted.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// `spec.module.path` is not a relative path inside the providers directory.
     #[error("{0}")]
     ModulePath(String),
@@ -230,6 +242,7 @@ impl Error {
             Error::Kube(_) => "KubernetesAPIError",
             Error::Backend(e) => e.reason(),
             Error::Runtime(e) => e.reason(),
+            Error::Registry(e) => e.reason(),
             Error::OtherControllerClass(_) => "OtherControllerClass",
             Error::StoreNotFound(_) => "StoreNotFound",
             Error::InvalidStore(_) => "InvalidStoreConfiguration",
@@ -247,10 +260,13 @@ impl Error {
 
     /// Whether retrying with backoff may help; the others wait for a change of the object.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            Error::Unsupported { .. } | Error::OwnedByAnother(_) | Error::Immutable
-        )
+        match self {
+            Error::Registry(e) => e.is_retryable(),
+            other => !matches!(
+                other,
+                Error::Unsupported { .. } | Error::OwnedByAnother(_) | Error::Immutable
+            ),
+        }
     }
 }
 

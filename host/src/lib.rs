@@ -7,5 +7,6 @@ pub mod controller;
 pub mod crd;
 pub mod kube_client;
 pub mod kube_credentials;
+pub mod registry;
 pub mod runtime;
 pub mod template;

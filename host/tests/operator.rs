@@ -512,10 +512,10 @@ async fn provider_module_errors_are_reported_on_the_provider_status() {
         &api,
         json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
                "metadata": {"name": oci}, "spec": {"module": {"oci": format!(
-                   "registry.example/airlock/vault:1.0@sha256:{}", "0".repeat(64))}}}),
+                   "127.0.0.1:1/airlock/vault:1.0@sha256:{}", "0".repeat(64))}}}),
     )
     .await;
-    for (name, reason) in [(&missing, "ModuleNotFound"), (&oci, "OciNotSupportedYet")] {
+    for (name, reason) in [(&missing, "ModuleNotFound"), (&oci, "RegistryUnreachable")] {
         let c = eventually(&format!("Provider {name} Ready=False {reason}"), || async {
             let p = api.get(name).await.ok()?;
             p.status?

@@ -1,17 +1,19 @@
 //! `airlock provider …`: run a provider component against a store manifest without a
-//! cluster, and inspect a component.
+//! cluster, inspect a component, and move components to and from OCI registries.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use oci_client::Reference;
 
 use crate::backend::{
     Backend, FindCriteria, RemoteRef, SecretValue, StoreContext, StoreInfo, StoreKind,
 };
+use crate::registry::{self, Registry, RegistryCredentials, RegistryOptions};
 use crate::runtime::{EngineConfig, Grants, Limits, Runtime, StaticCredentials, TlsSettings};
 
 /// Provider commands.
@@ -19,8 +21,79 @@ use crate::runtime::{EngineConfig, Grants, Limits, Runtime, StaticCredentials, T
 pub enum ProviderCommand {
     /// Run a provider component against a SecretStore manifest and print what it returns.
     Run(RunArgs),
-    /// Print a component's metadata, capabilities, digest and configuration schema.
+    /// Print a component's metadata, capabilities, digest and configuration schema; the
+    /// component is a file or an OCI reference.
     Inspect(InspectArgs),
+    /// Push a component to an OCI registry as a Wasm artifact (wasm-pkg-tools layout) and
+    /// print the reference pinned to its digest.
+    Push(PushArgs),
+    /// Pull a component from an OCI registry, verifying its digest (and signature with
+    /// `--public-key`).
+    Pull(PullArgs),
+    /// Sign a component in a registry with a cosign-compatible ECDSA P-256 key pair.
+    Sign(SignArgs),
+}
+
+/// How to reach a registry.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Talk plain HTTP to the registry (local development registries only).
+    #[arg(long)]
+    insecure: bool,
+    /// PEM CA certificates to trust for the registry (besides the system roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Registry user name (with `--password`).
+    #[arg(long, env = "AIRLOCK_REGISTRY_USERNAME")]
+    username: Option<String>,
+    /// Registry password or token.
+    #[arg(long, env = "AIRLOCK_REGISTRY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A Docker config (`~/.docker/config.json`, or a pull Secret's `.dockerconfigjson`) to
+    /// take the registry's credentials from.
+    #[arg(long)]
+    docker_config: Option<PathBuf>,
+}
+
+/// Arguments of `airlock provider push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The provider component (`.wasm`).
+    module: PathBuf,
+    /// Where to push: `registry/repository:tag`.
+    reference: String,
+    /// Also sign the pushed artifact with this PEM ECDSA P-256 private key.
+    #[arg(long)]
+    sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Arguments of `airlock provider pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to pull: `registry/repository:tag`, `…@sha256:…` or both.
+    reference: String,
+    /// Write the component here (default: `<repository name>.wasm`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Refuse the artifact unless it has a valid signature by this PEM public key.
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Arguments of `airlock provider sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The artifact to sign: `registry/repository:tag` or `…@sha256:…`.
+    reference: String,
+    /// PEM ECDSA P-256 private key (unencrypted PKCS#8 or SEC1).
+    #[arg(long)]
+    key: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// Arguments of `airlock provider run`.
@@ -70,11 +143,13 @@ pub struct What {
 /// Arguments of `airlock provider inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The provider component (`.wasm`).
-    module: PathBuf,
+    /// The provider component: a `.wasm` file, or an OCI reference when no such file exists.
+    module: String,
     /// Print only the configuration JSON Schema.
     #[arg(long)]
     schema: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// Runs a provider subcommand.
@@ -82,7 +157,136 @@ pub async fn run(cmd: ProviderCommand) -> Result<()> {
     match cmd {
         ProviderCommand::Run(args) => run_provider(args).await,
         ProviderCommand::Inspect(args) => inspect(args).await,
+        ProviderCommand::Push(args) => push(args).await,
+        ProviderCommand::Pull(args) => pull(args).await,
+        ProviderCommand::Sign(args) => sign(args).await,
     }
+}
+
+fn registry_client(args: &RegistryArgs, reference: &Reference) -> Result<Registry> {
+    let credentials = match (&args.username, &args.password, &args.docker_config) {
+        (Some(username), Some(password), _) => RegistryCredentials::Basic {
+            username: username.clone(),
+            password: password.clone().into(),
+        },
+        (Some(_), None, _) | (None, Some(_), _) => {
+            bail!("--username and --password go together")
+        }
+        (None, None, Some(path)) => {
+            let json = std::fs::read(path)
+                .with_context(|| format!("cannot read Docker config {}", path.display()))?;
+            RegistryCredentials::from_docker_config(&json, reference.registry())?
+        }
+        (None, None, None) => RegistryCredentials::Anonymous,
+    };
+    let ca_pem = match &args.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read CA file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(Registry::new(
+        &RegistryOptions {
+            credentials,
+            ca_pem,
+            insecure: args.insecure,
+        },
+        None,
+    )?)
+}
+
+/// Prints transfer progress to stderr: in place on a terminal, else one line at the end.
+fn progress(verb: &'static str, what: String) -> impl Fn(u64, Option<u64>) + Send + Sync {
+    let terminal = std::io::stderr().is_terminal();
+    move |done, total| {
+        let finished = total.is_some_and(|t| done >= t);
+        if !terminal && !finished {
+            return;
+        }
+        let total = total.map(|t| format!("/{t}")).unwrap_or_default();
+        let end = if finished { "\n" } else { "" };
+        eprint!("\r{verb} {what}: {done}{total} bytes{end}");
+    }
+}
+
+async fn push(args: PushArgs) -> Result<()> {
+    let wasm = read_module(&args.module)?;
+    let reference = registry::parse_reference(&args.reference)?;
+    if reference.digest().is_some() {
+        bail!("push to a tag (registry/repository:tag), not a digest");
+    }
+    let client = registry_client(&args.registry, &reference)?;
+    let report = progress("pushed", args.module.display().to_string());
+    let report: registry::Progress<'_> = &report;
+    let pinned = client
+        .push(&reference, &wasm, Some(report))
+        .await
+        .with_context(|| format!("cannot push to {}", args.reference))?;
+    if let Some(key) = &args.sign_key {
+        let pem = std::fs::read_to_string(key)
+            .with_context(|| format!("cannot read private key {}", key.display()))?;
+        let digest = pinned.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        let sig = client.push_signature(&reference, digest, &pem).await?;
+        eprintln!("signed: {sig}");
+    }
+    println!("{pinned}");
+    Ok(())
+}
+
+async fn pull_component(
+    reference_text: &str,
+    registry_args: &RegistryArgs,
+    public_key: Option<&PathBuf>,
+) -> Result<registry::Pulled> {
+    let reference = registry::parse_reference(reference_text)?;
+    let client = registry_client(registry_args, &reference)?;
+    let report = progress("pulled", reference_text.to_string());
+    let report: registry::Progress<'_> = &report;
+    let pulled = client
+        .pull(&reference, Some(report))
+        .await
+        .with_context(|| format!("cannot pull {reference_text}"))?;
+    if let Some(key) = public_key {
+        let pem = std::fs::read_to_string(key)
+            .with_context(|| format!("cannot read public key {}", key.display()))?;
+        client
+            .verify_signature(&reference, &pulled.manifest_digest, &pem)
+            .await?;
+        eprintln!("signature verified with {}", key.display());
+    }
+    Ok(pulled)
+}
+
+async fn pull(args: PullArgs) -> Result<()> {
+    let pulled = pull_component(&args.reference, &args.registry, args.public_key.as_ref()).await?;
+    let output = args.output.unwrap_or_else(|| {
+        let reference = registry::parse_reference(&args.reference).ok();
+        let name = reference
+            .as_ref()
+            .and_then(|r| r.repository().rsplit('/').next().map(str::to_string))
+            .unwrap_or_else(|| "provider".into());
+        PathBuf::from(format!("{name}.wasm"))
+    });
+    std::fs::write(&output, &pulled.wasm)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!("{}", pulled.reference);
+    eprintln!("wrote {} ({} bytes)", output.display(), pulled.wasm.len());
+    Ok(())
+}
+
+async fn sign(args: SignArgs) -> Result<()> {
+    let reference = registry::parse_reference(&args.reference)?;
+    let client = registry_client(&args.registry, &reference)?;
+    let pem = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("cannot read private key {}", args.key.display()))?;
+    let digest = match reference.digest() {
+        Some(d) => d.to_string(),
+        None => client.resolve(&reference).await?,
+    };
+    let sig = client.push_signature(&reference, &digest, &pem).await?;
+    println!("{sig}");
+    Ok(())
 }
 
 fn read_module(path: &PathBuf) -> Result<Vec<u8>> {
@@ -90,7 +294,13 @@ fn read_module(path: &PathBuf) -> Result<Vec<u8>> {
 }
 
 async fn inspect(args: InspectArgs) -> Result<()> {
-    let wasm = read_module(&args.module)?;
+    let path = PathBuf::from(&args.module);
+    let (wasm, pulled) = if path.exists() || args.module.ends_with(".wasm") {
+        (read_module(&path)?, None)
+    } else {
+        let pulled = pull_component(&args.module, &args.registry, None).await?;
+        (pulled.wasm.clone(), Some(pulled))
+    };
     let runtime = Runtime::new(
         &EngineConfig::default(),
         Arc::new(StaticCredentials::default()),
@@ -98,7 +308,7 @@ async fn inspect(args: InspectArgs) -> Result<()> {
     let provider = runtime
         .install("inspect", &wasm, Grants::none())
         .await
-        .with_context(|| format!("{} is not a usable Airlock provider", args.module.display()))?;
+        .with_context(|| format!("{} is not a usable Airlock provider", args.module))?;
     let info = &provider.info;
     let mut out = std::io::stdout().lock();
     if args.schema {
@@ -116,6 +326,15 @@ async fn inspect(args: InspectArgs) -> Result<()> {
     writeln!(out, "capabilities: {}", info.capabilities.as_str())?;
     writeln!(out, "digest:       {}", provider.digest)?;
     writeln!(out, "size:         {} bytes", provider.size)?;
+    if let Some(pulled) = &pulled {
+        writeln!(out, "reference:    {}", pulled.reference)?;
+        writeln!(
+            out,
+            "artifact:     {} (config {})",
+            pulled.manifest.artifact_type.as_deref().unwrap_or("-"),
+            pulled.manifest.config.media_type
+        )?;
+    }
     writeln!(
         out,
         "config keys:  {}",

@@ -45,7 +45,8 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "airlock-controller")]
     pub leader_election_id: String,
-    /// Directory for precompiled provider components; memory only when unset.
+    /// Directory for precompiled provider components and pulled OCI artifacts (both by
+    /// digest); memory only when unset.
     #[arg(long, env = "AIRLOCK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 }
@@ -74,6 +75,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     );
     let config = Config {
         providers_dir: args.providers_dir,
+        operator_namespace: args.leader_election_namespace.clone(),
+        cache_dir: args.cache_dir.clone(),
         concurrency: args.concurrent,
         store_requeue_interval,
         namespace: args.namespace,

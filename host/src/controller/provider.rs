@@ -1,12 +1,16 @@
-//! The `Provider` reconciler: reads the module a Provider names, loads it into the runtime
-//! under the Provider's name with the Provider's grants, and reports what was loaded.
+//! The `Provider` reconciler: reads the module a Provider names (a bundled file or an OCI
+//! artifact), loads it into the runtime under the Provider's name with the Provider's grants,
+//! and reports what was loaded. A new module replaces the old one only once it has been
+//! pulled, verified and compiled; until then the old one keeps serving.
 
 use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -18,7 +22,13 @@ use super::{Context, Error, find_ready, log_result, now, ready_condition};
 use crate::backend::{Backend, Capabilities};
 use crate::crd::common::Capabilities as CrdCapabilities;
 use crate::crd::{ConditionStatus, Provider, ProviderSpec};
+use crate::registry::{
+    self, ArtifactCache, Registry, RegistryCredentials, RegistryError, RegistryOptions,
+};
 use crate::runtime::{Grants, Limits, Runtime, RuntimeError, digest};
+
+/// The Secret type of registry credentials.
+const DOCKER_CONFIG_SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
 
 /// The WIT world every provider implements, reported on the Provider's status.
 pub const WORLD: &str = "airlock:provider/provider@0.1.0";
@@ -32,6 +42,8 @@ pub struct Installed {
     pub size: usize,
     /// What the provider supports.
     pub capabilities: Capabilities,
+    /// The provider's own version (its metadata).
+    pub version: String,
 }
 
 /// A [`Backend`] that can also load provider modules (the Wasm [`Runtime`]).
@@ -63,6 +75,7 @@ impl ModuleHost for Runtime {
             digest: loaded.digest.clone(),
             size: loaded.size,
             capabilities: loaded.info.capabilities,
+            version: loaded.info.version.clone(),
         })
     }
 
@@ -149,13 +162,20 @@ fn crd_capabilities(c: Capabilities) -> CrdCapabilities {
     }
 }
 
-async fn load<B: ModuleHost>(p: &Provider, ctx: &Context<B>) -> Result<Installed, Error> {
-    let name = p.name_any();
-    let Some(relative) = p.spec.module.path.as_deref() else {
-        return Err(Error::Unsupported {
-            reason: "OciNotSupportedYet",
-            message: "loading provider modules from OCI registries is not supported yet; use spec.module.path".into(),
-        });
+/// A module's bytes and, for an OCI module, the reference pinned to what was pulled.
+struct Module {
+    wasm: Vec<u8>,
+    resolved_reference: Option<String>,
+}
+
+/// Reads the module a Provider names: a bundled file or an OCI artifact.
+async fn fetch<B: ModuleHost>(p: &Provider, ctx: &Context<B>) -> Result<Module, Error> {
+    let module = &p.spec.module;
+    if let Some(oci) = module.oci.as_deref() {
+        return fetch_oci(p, ctx, oci).await;
+    }
+    let Some(relative) = module.path.as_deref() else {
+        return Err(Error::ModulePath("spec.module must set path or oci".into()));
     };
     let file = module_file(&ctx.config.providers_dir, relative)?;
     let wasm = tokio::fs::read(&file)
@@ -164,17 +184,136 @@ async fn load<B: ModuleHost>(p: &Provider, ctx: &Context<B>) -> Result<Installed
             path: relative.to_string(),
             source,
         })?;
+    Ok(Module {
+        wasm,
+        resolved_reference: None,
+    })
+}
+
+/// Pulls an OCI module: pinned by the spec's digest, or by the digest its tag resolved to
+/// earlier (recorded in the status), or by resolving the tag now; then checks the signature
+/// when the Provider asks for one.
+async fn fetch_oci<B: ModuleHost>(
+    p: &Provider,
+    ctx: &Context<B>,
+    oci: &str,
+) -> Result<Module, Error> {
+    let wanted = registry::parse_reference(oci)?;
+    let reference = match wanted.digest() {
+        Some(_) => wanted,
+        None => p
+            .status
+            .as_ref()
+            .and_then(|s| s.resolved_reference.as_deref())
+            .and_then(|r| registry::parse_reference(r).ok())
+            .filter(|r| {
+                r.digest().is_some()
+                    && r.registry() == wanted.registry()
+                    && r.repository() == wanted.repository()
+                    && r.tag() == wanted.tag()
+            })
+            .unwrap_or(wanted),
+    };
+    let options = registry_options(p, ctx, reference.registry()).await?;
+    let cache = ctx.config.cache_dir.as_deref().map(ArtifactCache::new);
+    let client = Registry::new(&options, cache)?;
+    let pulled = client.pull(&reference, None).await?;
+    if let Some(signature) = &p.spec.signature {
+        client
+            .verify_signature(&reference, &pulled.manifest_digest, &signature.public_key)
+            .await?;
+    }
+    tracing::debug!(provider = %p.name_any(), reference = %pulled.reference, cached = pulled.from_cache, "module pulled");
+    Ok(Module {
+        wasm: pulled.wasm,
+        resolved_reference: Some(pulled.reference),
+    })
+}
+
+/// Credentials (from the `kubernetes.io/dockerconfigjson` pull Secret), CA bundle and
+/// protocol for the registry of a Provider's OCI module.
+async fn registry_options<B>(
+    p: &Provider,
+    ctx: &Context<B>,
+    registry: &str,
+) -> Result<RegistryOptions, Error> {
+    let module = &p.spec.module;
+    let credentials = match &module.pull_secret_ref {
+        None => RegistryCredentials::Anonymous,
+        Some(r) => {
+            let ns = r
+                .namespace
+                .clone()
+                .unwrap_or_else(|| ctx.config.operator_namespace.clone());
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+            let secret = api.get_opt(&r.name).await?.ok_or_else(|| {
+                RegistryError::InvalidCredentials(format!(
+                    "pull secret {ns}/{} (spec.module.pullSecretRef) does not exist",
+                    r.name
+                ))
+            })?;
+            if secret.type_.as_deref() != Some(DOCKER_CONFIG_SECRET_TYPE) {
+                return Err(RegistryError::InvalidCredentials(format!(
+                    "pull secret {ns}/{} must be of type {DOCKER_CONFIG_SECRET_TYPE}",
+                    r.name
+                ))
+                .into());
+            }
+            let json = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(".dockerconfigjson"))
+                .ok_or_else(|| {
+                    RegistryError::InvalidCredentials(format!(
+                        "pull secret {ns}/{} has no .dockerconfigjson key",
+                        r.name
+                    ))
+                })?;
+            RegistryCredentials::from_docker_config(&json.0, registry)?
+        }
+    };
+    let ca_pem = match &module.ca_bundle {
+        None => None,
+        Some(b64) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    RegistryError::InvalidCaBundle(format!(
+                        "spec.module.caBundle is not base64: {e}"
+                    ))
+                })?,
+        ),
+    };
+    Ok(RegistryOptions {
+        credentials,
+        ca_pem,
+        insecure: module.insecure.unwrap_or(false),
+    })
+}
+
+/// Loads the module into the backend unless that exact module is loaded already.
+async fn load<B: ModuleHost>(
+    p: &Provider,
+    ctx: &Context<B>,
+) -> Result<(Installed, Option<String>), Error> {
+    let name = p.name_any();
+    let module = fetch(p, ctx).await?;
     let grants = grants(&p.spec)?;
     let installed_here = ctx.backend.installed_digest(&name);
     let observed = p.status.as_ref().and_then(|s| s.observed_generation);
-    let wanted = digest(&wasm);
+    let wanted = digest(&module.wasm);
     if installed_here.as_deref() == Some(wanted.as_str())
         && observed == p.meta().generation
         && let Some(info) = current_install(p, &ctx.backend, &name)
+        && info.digest == wanted
     {
-        return Ok(info);
+        return Ok((info, module.resolved_reference));
     }
-    Ok(ctx.backend.install_module(&name, &wasm, grants).await?)
+    let installed = ctx
+        .backend
+        .install_module(&name, &module.wasm, grants)
+        .await?;
+    Ok((installed, module.resolved_reference))
 }
 
 /// What is loaded now, when nothing needs reloading.
@@ -194,6 +333,7 @@ fn current_install<B: ModuleHost>(p: &Provider, backend: &B, name: &str) -> Opti
         digest: status.digest.clone()?,
         size: usize::try_from(status.size?).ok()?,
         capabilities: backend.capabilities(&store).ok()?,
+        version: status.version.clone().unwrap_or_default(),
     })
 }
 
@@ -204,7 +344,7 @@ async fn reconcile<B: ModuleHost>(p: Arc<Provider>, ctx: Arc<Context<B>>) -> Res
     let was_ready = find_ready(previous).map(|c| c.status) == Some(ConditionStatus::True);
     let result = load(&p, &ctx).await;
     let status = match &result {
-        Ok(info) => {
+        Ok((info, resolved_reference)) => {
             let changed =
                 p.status.as_ref().and_then(|s| s.digest.as_deref()) != Some(info.digest.as_str());
             let condition = ready_condition(
@@ -233,13 +373,20 @@ async fn reconcile<B: ModuleHost>(p: Arc<Provider>, ctx: Arc<Context<B>>) -> Res
                 "observedGeneration": p.meta().generation,
                 "digest": info.digest,
                 "size": info.size,
+                "resolvedReference": resolved_reference,
+                "version": info.version,
                 "world": WORLD,
                 "capabilities": crd_capabilities(info.capabilities),
                 "loadedTime": loaded_time,
             }})
         }
         Err(e) => {
-            let message = e.to_string();
+            let mut message = e.to_string();
+            if let Some(serving) = ctx.backend.installed_digest(&name) {
+                message.push_str(&format!(
+                    "; the module loaded before ({serving}) keeps serving"
+                ));
+            }
             tracing::warn!(provider = %name, reason = e.reason(), error = %message, "provider not loaded");
             let condition = ready_condition(
                 previous,

@@ -17,8 +17,9 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 8 * 1024 * 1024;
 /// Default [`ProviderLimits::max_concurrent_instances`].
 pub const DEFAULT_MAX_CONCURRENT_INSTANCES: i32 = 16;
 
-/// An OCI reference pinned by digest: `registry[:port]/repository[:tag]@sha256:<64 hex>`.
-const OCI_REFERENCE_PATTERN: &str = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?@sha256:[a-f0-9]{64}$";
+/// An OCI reference with a tag, a digest or both:
+/// `registry[:port]/repository(:tag|@sha256:<64 hex>|:tag@sha256:<64 hex>)`.
+const OCI_REFERENCE_PATTERN: &str = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}(@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64})$";
 /// A relative path without `..` or hidden segments.
 const MODULE_PATH_PATTERN: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$";
 /// `scheme://host[:port]` where scheme, host (or its first label) and port may be `*`.
@@ -102,14 +103,14 @@ pub struct ProviderSpec {
     pub signature: Option<ProviderSignature>,
 }
 
-/// The module source. Set exactly one of `path` or `oci`; `pullSecretRef` and `caBundle` only
-/// apply to `oci`.
+/// The module source. Set exactly one of `path` or `oci`; `pullSecretRef`, `caBundle` and
+/// `insecure` only apply to `oci`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.path) != has(self.oci)").message("set exactly one of path or oci"),
-    validation = Rule::new("has(self.oci) || (!has(self.pullSecretRef) && !has(self.caBundle))")
-        .message("pullSecretRef and caBundle only apply to oci modules")
+    validation = Rule::new("has(self.oci) || (!has(self.pullSecretRef) && !has(self.caBundle) && !has(self.insecure))")
+        .message("pullSecretRef, caBundle and insecure only apply to oci modules")
 )]
 pub struct ProviderModule {
     /// A component shipped inside the operator image, relative to its providers directory,
@@ -118,9 +119,14 @@ pub struct ProviderModule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 
-    /// An OCI artifact pinned by digest, optionally with a tag for readability:
-    /// `ghcr.io/example/airlock-providers/vault:0.1.0@sha256:<64 hex digits>`. The digest is
-    /// verified after download; the compiled module is cached by digest.
+    /// A Wasm component OCI artifact (the wasm-pkg-tools layout: artifact type
+    /// `application/vnd.wasm.config.v0+json`, one `application/wasm` layer), best pinned by
+    /// digest: `ghcr.io/example/airlock-providers/vault:0.1.0@sha256:<64 hex digits>` (the tag
+    /// is then only informative). A reference with only a tag is resolved once and the digest
+    /// recorded in `status.resolvedReference`; the tag is not followed afterwards (change the
+    /// reference to move). The content is verified against its digest; raw and compiled
+    /// modules are cached by digest. Changing it swaps the provider to the new module without
+    /// a restart; if the new one cannot be pulled the old one keeps serving.
     #[schemars(length(min = 1, max = 512), regex(pattern = OCI_REFERENCE_PATTERN))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<String>,
@@ -134,6 +140,12 @@ pub struct ProviderModule {
     #[schemars(extend("format" = "byte"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
+
+    /// Talk plain HTTP to the registry. Only for registries on a trusted network (a local
+    /// development registry); digests still protect the content, nothing protects the
+    /// credentials. Default false (HTTPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 impl ProviderModule {
@@ -250,9 +262,17 @@ pub struct ProviderStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `sha256:` digest of the loaded module.
+    /// `sha256:` digest of the loaded module (the component bytes; for an OCI module, its
+    /// layer digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// For an OCI module: the reference pinned to the manifest digest that was loaded,
+    /// `registry/repository[:tag]@sha256:…` (a tag in `spec.module.oci` resolves once, to this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_reference: Option<String>,
+    /// The provider's own version, as its metadata reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Size of the module in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
@@ -330,7 +350,7 @@ mod tests {
         );
         assert_rejected(
             json!({"module": {"path": "a.wasm", "pullSecretRef": {"name": "ghcr"}}}),
-            "pullSecretRef and caBundle only apply to oci modules",
+            "pullSecretRef, caBundle and insecure only apply to oci modules",
         );
         assert_rejected(
             json!({"module": {"path": "a.wasm"}, "signature": {"publicKey": "k"}}),
@@ -339,9 +359,12 @@ mod tests {
     }
 
     #[test]
-    fn references_must_be_pinned_and_paths_must_stay_inside() {
+    fn references_need_a_tag_or_digest_and_paths_must_stay_inside() {
+        let tagged =
+            json!({"module": {"oci": "127.0.0.1:5000/providers/fake:1.0", "insecure": true}});
+        assert!(errors(tagged.clone()).is_empty(), "{:#?}", errors(tagged));
         for bad in [
-            "ghcr.io/x/y:1.0",
+            "ghcr.io/x/y",
             "ghcr.io/x/y@sha256:abc",
             "GHCR.io/x/y@sha256:00",
             "y@sha256:00",

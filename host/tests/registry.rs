@@ -461,7 +461,7 @@ async fn an_oci_provider_given_a_tag_becomes_ready_with_its_resolved_digest_worl
         Some("airlock:provider/provider@0.1.0")
     );
     assert_eq!(
-        serde_json::to_value(&status.capabilities).unwrap(),
+        serde_json::to_value(status.capabilities).unwrap(),
         json!("ReadWrite")
     );
     assert!(status.version.is_some());
@@ -537,7 +537,7 @@ async fn changing_the_module_hot_swaps_the_provider_and_a_failed_pull_keeps_the_
     let hostile = sha256(&std::fs::read(HOSTILE).unwrap());
     assert_eq!(status.digest.as_deref(), Some(hostile.as_str()));
     assert_eq!(
-        serde_json::to_value(&status.capabilities).unwrap(),
+        serde_json::to_value(status.capabilities).unwrap(),
         json!("ReadOnly")
     );
     assert_eq!(status.version.as_deref(), Some("0.0.0"));

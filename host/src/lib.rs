@@ -7,4 +7,5 @@ pub mod controller;
 pub mod crd;
 pub mod kube_client;
 pub mod kube_credentials;
+pub mod metrics;
 pub mod runtime;

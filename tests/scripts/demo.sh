@@ -45,8 +45,9 @@ for manifest in providers-wasm/*/Cargo.toml; do
   name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)
   [ "$name" = airlock-provider-sdk ] || packages+=(-p "$name")
 done
-cargo build --quiet --target wasm32-wasip2 --profile wasm "${packages[@]}"
-export DEMO_PROVIDERS="$CARGO_TARGET_DIR/wasm32-wasip2/wasm"
+# The same target directory as the test guests (tests/artifacts), so `make test` warms it.
+cargo build --quiet --target wasm32-wasip2 --profile wasm --target-dir "$CARGO_TARGET_DIR/wasm" "${packages[@]}"
+export DEMO_PROVIDERS="$CARGO_TARGET_DIR/wasm/wasm32-wasip2/wasm"
 airlock="$CARGO_TARGET_DIR/debug/airlock"
 
 step "starting etcd + kube-apiserver + kube-controller-manager on 127.0.0.1"

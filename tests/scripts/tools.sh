@@ -25,11 +25,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 # --- Helm ---------------------------------------------------------------------------------
-if ! "$cache/bin/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+# `go install` builds helm without the release ldflags, so `helm version` says only "v4.3":
+# a stamp file records the exact version that was built.
+if [ ! -x "$cache/bin/helm" ] || [ "$(cat "$cache/bin/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]; then
   echo "tools: building helm $HELM_VERSION from the Go module proxy"
   GOBIN="$cache/bin" GOPATH="$cache/go/path" GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" \
     go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" ||
     { echo "tools: go install helm $HELM_VERSION failed" >&2; exit 1; }
+  echo "$HELM_VERSION" >"$cache/bin/helm.version"
 fi
 
 # --- OCI registry -------------------------------------------------------------------------

@@ -24,11 +24,16 @@ setup:
 	@command -v go >/dev/null || { echo "go is required to build the test control plane"; exit 1; }
 	tests/scripts/tools.sh
 
-## lint: rustfmt and clippy for the host and for the wasm guests.
+HELM := $(AIRLOCK_CACHE)/bin/helm
+CHART := deploy/charts/airlock
+
+## lint: rustfmt and clippy for the host and for the wasm guests; helm lint and template.
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip2 $(WASM_CRATES) -- -D warnings
+	$(HELM) lint --strict $(CHART)
+	$(HELM) template airlock $(CHART) --namespace airlock-system >/dev/null
 
 ## generate: regenerate crds/ and wit/deps.
 generate:
@@ -49,7 +54,7 @@ wasm:
 bench:
 	cargo bench -p airlock --bench runtime
 
-## demo: local control plane + operator + fake provider; prints the synced Secret.
+## demo: local control plane, the chart's CRDs and Providers, the operator; prints the synced Secret.
 demo: setup
 	tests/scripts/demo.sh $(DEMO_ARGS)
 

@@ -8,5 +8,6 @@ pub mod crd;
 pub mod kube_client;
 pub mod kube_credentials;
 pub mod registry;
+pub mod metrics;
 pub mod runtime;
 pub mod template;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when a generated file is stale: the CRDs under crds/ (from the Rust types) and the
+# Fails when a generated file is stale: the CRDs under crds/ (from the Rust types) and their
+# copy in the Helm chart (deploy/charts/airlock/crds), and the
 # WASI WIT files under wit/deps (from the wasmtime-wasi-http crate the host links).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,6 +10,10 @@ trap 'rm -rf "$tmp"' EXIT
 cargo run --quiet -p airlock -- crds --out "$tmp/crds"
 if ! diff -ru crds "$tmp/crds"; then
   echo "crds/ is stale: run 'make generate' and commit the result" >&2
+  exit 1
+fi
+if ! diff -ru "$tmp/crds" deploy/charts/airlock/crds; then
+  echo "deploy/charts/airlock/crds is stale: run 'make generate' and commit the result" >&2
   exit 1
 fi
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's first command: a local control plane (etcd, kube-apiserver,
-# kube-controller-manager on 127.0.0.1), the Airlock operator and the fake provider.
-# Applies deploy/examples/ (the seed's SecretStore and ExternalSecret), waits for the
-# ExternalSecret to be Ready and prints it with the synced Secret. Stays up until Ctrl-C;
-# `--once` (or CI=true) exits after printing. Everything is torn down on exit.
+# kube-controller-manager on 127.0.0.1), the Helm chart's CRDs and Provider objects (helm
+# install with the Deployment switched off), the Airlock operator (out of cluster) and the examples in deploy/examples/*/ (the seed's
+# SecretStore and ExternalSecret, served by the fake provider). Waits for every ExternalSecret
+# to be Ready and prints them with the synced Secret. Stays up until Ctrl-C; `--once` (or
+# CI=true) exits after printing. Everything is torn down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export AIRLOCK_CACHE="${AIRLOCK_CACHE:-$HOME/.cache/airlock}"
@@ -11,11 +12,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$AIRLOCK_CACHE/target}"
 once=false
 [ "${1:-}" = "--once" ] && once=true
 [ -n "${CI:-}" ] && once=true
+helm="$AIRLOCK_CACHE/bin/helm"
+chart=deploy/charts/airlock
 
 work=$(mktemp -d)
+export DEMO_WORK="$work"
+# Helm keeps its repositories and cache with the demo, not in the user's home.
+export HELM_CONFIG_HOME="$work/helm/config" HELM_CACHE_HOME="$work/helm/cache" HELM_DATA_HOME="$work/helm/data"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -28,12 +35,19 @@ fail() {
   for log in "$work"/*.log; do echo "--- $log (last 30 lines)" >&2; tail -n 30 "$log" >&2; done
   exit 1
 }
+[ -x "$helm" ] || fail "helm is not installed at $helm: run 'make setup'"
 
-step "building the control plane, the operator and the fake provider (cached after the first run)"
-tests/k8s/build.sh
+step "building the control plane, the operator and the provider components (cached after the first run)"
+tests/k8s/build.sh >/dev/null
 cargo build --quiet -p airlock -p airlock-testenv
-cargo build --quiet --target wasm32-wasip2 --profile wasm -p airlock-provider-fake
-providers="$CARGO_TARGET_DIR/wasm32-wasip2/wasm"
+packages=()
+for manifest in providers-wasm/*/Cargo.toml; do
+  name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)
+  [ "$name" = airlock-provider-sdk ] || packages+=(-p "$name")
+done
+# The same target directory as the test guests (tests/artifacts), so `make test` warms it.
+cargo build --quiet --target wasm32-wasip2 --profile wasm --target-dir "$CARGO_TARGET_DIR/wasm" "${packages[@]}"
+export DEMO_PROVIDERS="$CARGO_TARGET_DIR/wasm/wasm32-wasip2/wasm"
 airlock="$CARGO_TARGET_DIR/debug/airlock"
 
 step "starting etcd + kube-apiserver + kube-controller-manager on 127.0.0.1"
@@ -48,18 +62,36 @@ grep -q '^export KUBECONFIG=' "$work/cluster.log" || fail "the control plane did
 eval "$(grep '^export ' "$work/cluster.log")"
 grep '^airlock-cluster: ready' "$work/cluster.log"
 
-step "installing the CRDs"
-"$airlock" crds | kubectl apply --server-side -f - >/dev/null
-kubectl wait --for condition=established crd --all --timeout=60s >/dev/null
+# The chart's CRDs and Provider objects, without the Deployment: the operator runs here, out
+# of cluster. A bundled Provider whose module was not built is left out.
+chart_args=(--namespace airlock-system --create-namespace --set createOperator=false)
+for provider in aws vault; do
+  [ -f "$DEMO_PROVIDERS/airlock_provider_$provider.wasm" ] || chart_args+=(--set "providers.$provider.enabled=false")
+done
+step "helm install airlock $chart --set createOperator=false (the CRDs and the Provider objects)"
+"$helm" install airlock "$chart" "${chart_args[@]}" --kubeconfig "$KUBECONFIG" >"$work/helm.log" 2>&1 ||
+  fail "helm install failed: $(cat "$work/helm.log")"
 
-step "starting the operator (providers from $providers)"
-"$airlock" run --providers-dir "$providers" >"$work/operator.log" 2>&1 &
+step "starting the operator (providers from $DEMO_PROVIDERS)"
+"$airlock" --log=info run --providers-dir "$DEMO_PROVIDERS" --metrics-addr 127.0.0.1:0 \
+  >"$work/operator.log" 2>&1 &
 pids+=($!)
 
-step "applying deploy/examples/"
-kubectl apply --server-side -f deploy/examples/
-kubectl wait -n production externalsecret/database-credentials --for=condition=Ready --timeout=90s >/dev/null ||
-  fail "the ExternalSecret did not become Ready"
+for dir in deploy/examples/*/; do
+  example=$(basename "$dir")
+  if [ ! -f "$DEMO_PROVIDERS/airlock_provider_$example.wasm" ]; then
+    echo "skipping $dir: airlock_provider_$example.wasm is not built"
+    continue
+  fi
+  if [ -x "$dir/demo-setup.sh" ]; then
+    step "setting up $dir"
+    "$dir/demo-setup.sh" || fail "$dir/demo-setup.sh failed"
+  fi
+  step "applying $dir"
+  kubectl apply --server-side -f "$dir"
+done
+kubectl wait externalsecrets --all --all-namespaces --for=condition=Ready --timeout=90s >/dev/null ||
+  fail "an ExternalSecret did not become Ready: $(kubectl get externalsecrets -A 2>&1)"
 
 step "kubectl get providers,secretstores,externalsecrets -A"
 kubectl get providers.airlock.dev,secretstores,externalsecrets -A

@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// digest); memory only when unset.
     #[arg(long, env = "AIRLOCK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Address of `/healthz`, `/readyz` and `/metrics` (ESO's flag name), `HOST:PORT` or
+    /// `:PORT`; `0` turns the endpoint off.
+    #[arg(long, default_value = ":8080")]
+    pub metrics_addr: String,
 }
 
 /// Connects to the cluster (KUBECONFIG or in-cluster) and runs every controller until
@@ -57,6 +61,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let client = crate::kube_client::client(args.client_qps, args.client_burst)
         .await
         .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
+    let metrics = crate::metrics::global();
+    if args.metrics_addr != "0" {
+        // Go's `:8080` (ESO's spelling) means every interface.
+        let spelled = match args.metrics_addr.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => args.metrics_addr.clone(),
+        };
+        let addr: std::net::SocketAddr = spelled
+            .parse()
+            .context("--metrics-addr: expected HOST:PORT, e.g. 0.0.0.0:8080, or 0")?;
+        let listener = crate::metrics::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+        tokio::spawn(crate::metrics::serve(listener, metrics));
+    }
     let runtime = Runtime::new(
         &EngineConfig {
             cache_dir: args.cache_dir.clone(),
@@ -73,6 +92,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         concurrent = args.concurrent,
         "starting controllers"
     );
+    metrics.set_ready(true);
     let config = Config {
         providers_dir: args.providers_dir,
         operator_namespace: args.leader_election_namespace.clone(),

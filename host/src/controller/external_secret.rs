@@ -361,6 +361,7 @@ async fn reconcile<B: ModuleHost>(
     let started = super::now();
     match sync(&es, &ctx, existing).await {
         Ok(done) => {
+            crate::metrics::global().external_secret_synced(&namespace, &name, true);
             let condition =
                 ready_condition(previous, ConditionStatus::True, done.reason, done.message);
             let status = json!({"status": {
@@ -387,6 +388,7 @@ async fn reconcile<B: ModuleHost>(
             Ok(Action::await_change())
         }
         Err(e) => {
+            crate::metrics::global().external_secret_synced(&namespace, &name, false);
             let message = match &e {
                 Error::Backend(_) => {
                     format!(

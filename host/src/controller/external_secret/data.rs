@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(err.reason(), "TemplateRenderError");
         assert!(
             err.to_string().starts_with(
-                "template \"spec.dataFrom[0].rewrite[0].transform\": line 1, column 1"
+                "template \"spec.dataFrom[0].rewrite[0].transform\": line 1, column 4"
             ),
             "{err}"
         );

@@ -7,7 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod kube_client;
 pub mod kube_credentials;
-pub mod registry;
 pub mod metrics;
+pub mod registry;
 pub mod runtime;
 pub mod template;

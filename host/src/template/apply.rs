@@ -1,10 +1,15 @@
 //! ESO's `ApplyTemplate` for Secret targets: which template writes what, in ESO's order.
 //!
-//! 1. `type`; 2. the fetched data is kept when `mergePolicy: Merge` or when the template has
-//! neither `data` nor `templateFrom`; 3. `templateFrom[]` in order (ConfigMap, Secret,
-//! literal), into `Data`, `Annotations` or `Labels`; 4. `template.data` (wins over
-//! templateFrom); 5. label templates, then annotation templates. Everything renders before
-//! anything is written, so a failing template never yields a partial Secret.
+//! 1. `type`;
+//! 2. the fetched data is kept when `mergePolicy: Merge` or when the template has neither
+//!    `data` nor `templateFrom`;
+//! 3. `templateFrom[]` in order (ConfigMap, Secret, literal), into `Data`, `Annotations` or
+//!    `Labels`;
+//! 4. `template.data` (wins over templateFrom);
+//! 5. label templates, then annotation templates.
+//!
+//! Everything renders before anything is written, so a failing template never yields a
+//! partial Secret.
 
 use std::collections::BTreeMap;
 

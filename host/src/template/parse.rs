@@ -317,7 +317,7 @@ impl<'a> Lexer<'a> {
                     let Some(close) = self.rest().find('`') else {
                         return self.err(here, "unterminated raw string");
                     };
-                    let s = self.rest()[..close].as_bytes().to_vec();
+                    let s = self.rest().as_bytes()[..close].to_vec();
                     self.advance(close + 1);
                     Tok::Str(s)
                 }
@@ -509,12 +509,12 @@ pub fn parse(src: &str) -> Result<Vec<Node>, ParseError> {
     };
     let (nodes, end) = parser.list()?;
     match end {
-        End::Eof => Ok(nodes),
-        End::End => Err(ParseError {
+        Stop::Eof => Ok(nodes),
+        Stop::End => Err(ParseError {
             pos: parser.last,
             message: "unexpected {{end}}".into(),
         }),
-        End::Else(pos) | End::Chain(_, Action { pos, .. }) => Err(ParseError {
+        Stop::Else(pos) | Stop::Chain(_, Action { pos, .. }) => Err(ParseError {
             pos,
             message: "unexpected {{else}}".into(),
         }),
@@ -522,7 +522,7 @@ pub fn parse(src: &str) -> Result<Vec<Node>, ParseError> {
 }
 
 /// How a list of nodes ended.
-enum End {
+enum Stop {
     /// End of input.
     Eof,
     /// `{{end}}`.
@@ -543,7 +543,7 @@ struct Parser {
 
 impl Parser {
     /// Parses nodes up to `{{end}}`, `{{else …}}` or the end of input.
-    fn list(&mut self) -> Result<(Vec<Node>, End), ParseError> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), ParseError> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let action = match item {
@@ -568,7 +568,7 @@ impl Parser {
             match keyword {
                 "end" => {
                     expect_only(&action, "end")?;
-                    return Ok((nodes, End::End));
+                    return Ok((nodes, Stop::End));
                 }
                 "else" => return Ok((nodes, else_marker(action)?)),
                 "if" | "with" => nodes.push(self.branching(keyword, action)?),
@@ -601,7 +601,7 @@ impl Parser {
                 }
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     fn nest(&mut self, pos: Pos) -> Result<(), ParseError> {
@@ -626,17 +626,17 @@ impl Parser {
             let (body, end) = self.list()?;
             branches.push((pipe, body));
             match end {
-                End::Eof => {
+                Stop::Eof => {
                     return Err(ParseError {
                         pos: head.pos,
                         message: format!("unexpected EOF: {{{{{keyword}}}}} without {{{{end}}}}"),
                     });
                 }
-                End::End => break,
-                End::Else(pos) => {
+                Stop::End => break,
+                Stop::Else(pos) => {
                     let (body, end) = self.list()?;
                     otherwise = Some(body);
-                    if !matches!(end, End::End) {
+                    if !matches!(end, Stop::End) {
                         return Err(ParseError {
                             pos,
                             message: "expected {{end}} after {{else}}".into(),
@@ -644,7 +644,7 @@ impl Parser {
                     }
                     break;
                 }
-                End::Chain(chained, action) => {
+                Stop::Chain(chained, action) => {
                     if chained != keyword {
                         return Err(ParseError {
                             pos: action.pos,
@@ -683,10 +683,10 @@ impl Parser {
         let (body, end) = self.list()?;
         self.loops -= 1;
         let otherwise = match end {
-            End::End => None,
-            End::Else(pos) => {
+            Stop::End => None,
+            Stop::Else(pos) => {
                 let (body, end) = self.list()?;
-                if !matches!(end, End::End) {
+                if !matches!(end, Stop::End) {
                     return Err(ParseError {
                         pos,
                         message: "expected {{end}} after {{else}}".into(),
@@ -694,13 +694,13 @@ impl Parser {
                 }
                 Some(body)
             }
-            End::Chain(_, action) => {
+            Stop::Chain(_, action) => {
                 return Err(ParseError {
                     pos: action.pos,
                     message: "{{else if}} / {{else with}} inside {{range}}".into(),
                 });
             }
-            End::Eof => {
+            Stop::Eof => {
                 return Err(ParseError {
                     pos: action.pos,
                     message: "unexpected EOF: {{range}} without {{end}}".into(),
@@ -717,10 +717,10 @@ impl Parser {
 }
 
 /// Classifies an `{{else}}` action: plain `else`, or `else if` / `else with`.
-fn else_marker(action: Action) -> Result<End, ParseError> {
+fn else_marker(action: Action) -> Result<Stop, ParseError> {
     match action.tokens.get(1).map(|t| &t.tok) {
-        None => Ok(End::Else(action.pos)),
-        Some(Tok::Ident(w)) if w == "if" || w == "with" => Ok(End::Chain(w.clone(), action)),
+        None => Ok(Stop::Else(action.pos)),
+        Some(Tok::Ident(w)) if w == "if" || w == "with" => Ok(Stop::Chain(w.clone(), action)),
         _ => Err(ParseError {
             pos: action.pos,
             message: "unexpected tokens after else".into(),

@@ -21,7 +21,7 @@ pub struct AwsError {
     /// A `Retry-After` the server sent, in milliseconds.
     pub retry_after_ms: Option<u64>,
     /// The transport error when AWS was not reached.
-    pub transport: Option<Error>,
+    pub transport: Option<Box<Error>>,
 }
 
 /// Codes that mean "slow down".
@@ -65,7 +65,7 @@ impl AwsError {
     /// The contract's error, keeping AWS's code and message.
     pub fn into_error(self) -> Error {
         if let Some(transport) = self.transport {
-            return transport;
+            return *transport;
         }
         let text = format!("aws {}: {}: {}", self.operation, self.code, self.message);
         let code = self.code.as_str();
@@ -210,7 +210,7 @@ pub fn transport(operation: &str, e: Error) -> AwsError {
         message: String::new(),
         status: 0,
         retry_after_ms: None,
-        transport: Some(e),
+        transport: Some(Box::new(e)),
     }
 }
 

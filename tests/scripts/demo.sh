@@ -96,10 +96,13 @@ kubectl wait externalsecrets --all --all-namespaces --for=condition=Ready --time
 step "kubectl get providers,secretstores,externalsecrets -A"
 kubectl get providers.airlock.dev,secretstores,externalsecrets -A
 
-step "the synced Secret production/database-secret"
-kubectl get secret database-secret -n production \
-  -o go-template='{{range $k, $v := .data}}{{printf "%s: %s\n" $k ($v | base64decode)}}{{end}}'
-kubectl get secret database-secret -n production -o jsonpath='{.metadata.labels}{"\n"}{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}'
+for namespace in production aws-demo; do
+  kubectl get secret database-secret -n "$namespace" >/dev/null 2>&1 || continue
+  step "the synced Secret $namespace/database-secret"
+  kubectl get secret database-secret -n "$namespace" \
+    -o go-template='{{range $k, $v := .data}}{{printf "%s: %s\n" $k ($v | base64decode)}}{{end}}'
+  kubectl get secret database-secret -n "$namespace" -o jsonpath='{.metadata.labels}{"\n"}{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}'
+done
 
 if $once; then
   exit 0

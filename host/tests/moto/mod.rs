@@ -59,6 +59,9 @@ impl Moto {
             command.env(k, v);
         }
         let child = spawn_supervised(command, DeathSignal::Kill).expect("moto_server starts");
+        // reqwest is built without a default TLS crypto provider (oci-client asks for
+        // `rustls-no-provider`): the process-wide one is ring, as in the operator.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let moto = Moto {
             port,
             region: "us-east-1".into(),

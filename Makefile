@@ -5,6 +5,10 @@ SHELL := /bin/bash
 export AIRLOCK_CACHE ?= $(HOME)/.cache/airlock
 export CARGO_TARGET_DIR ?= $(AIRLOCK_CACHE)/target
 export CARGO_TERM_COLOR ?= never
+# CI builds once from scratch: incremental artifacts would only cost disk and time.
+ifdef CI
+export CARGO_INCREMENTAL ?= 0
+endif
 
 WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake -p airlock-provider-aws -p airlock-provider-vault \
 	-p airlock-guest-hostile -p airlock-guest-hostile-fs -p airlock-guest-hostile-net

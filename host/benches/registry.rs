@@ -4,8 +4,8 @@
 //! - operator start to the first Provider `Ready` with cached precompiled components, on the
 //!   real kube-apiserver.
 //!
-//! `cargo bench -p airlock --bench registry`. Measured with the fake provider (the AWS
-//! provider is built elsewhere; its size is comparable). `AIRLOCK_BENCH_RUNS` sets the
+//! `cargo bench -p airlock --bench registry`. Measured with the AWS provider;
+//! `AIRLOCK_BENCH_PROVIDER=fake` measures the fake one. `AIRLOCK_BENCH_RUNS` sets the
 //! repetitions (default 5).
 
 #[path = "../tests/oci/mod.rs"]
@@ -74,10 +74,18 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let registry_server = oci::Registry::start();
-    let wasm = std::fs::read(airlock_test_artifacts::FAKE).expect("fake.wasm");
-    let reference =
-        registry::parse_reference(&format!("{}/providers/fake:bench", registry_server.host))
-            .expect("reference");
+    let provider = std::env::var("AIRLOCK_BENCH_PROVIDER").unwrap_or_else(|_| "aws".into());
+    let path = match provider.as_str() {
+        "fake" => airlock_test_artifacts::FAKE,
+        _ => airlock_test_artifacts::AWS,
+    };
+    let wasm = std::fs::read(path).expect("provider wasm");
+    println!("provider: {provider} ({} bytes)", wasm.len());
+    let reference = registry::parse_reference(&format!(
+        "{}/providers/{provider}:bench",
+        registry_server.host
+    ))
+    .expect("reference");
     let options = RegistryOptions {
         insecure: true,
         ..RegistryOptions::default()
@@ -105,7 +113,7 @@ async fn main() {
             let runtime =
                 Runtime::new(&engine, Arc::new(StaticCredentials::default())).expect("runtime");
             runtime
-                .install("fake", &pulled.wasm, Grants::none())
+                .install(&provider, &pulled.wasm, Grants::none())
                 .await
                 .expect("install");
             samples.push(t.elapsed());
@@ -162,7 +170,7 @@ async fn main() {
     println!("| what ({runs} runs, median) | time | target |");
     println!("|---|---|---|");
     println!(
-        "| first pull + compile + load, fake provider ({} bytes), local registry | {} | ≤ 5 s |",
+        "| first pull + compile + load, {provider} provider ({} bytes), local registry | {} | ≤ 5 s |",
         wasm.len(),
         ms(median(cold))
     );

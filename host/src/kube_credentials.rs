@@ -150,6 +150,23 @@ impl CredentialSource for KubeCredentials {
         })
     }
 
+    fn service_account_annotation<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        annotation: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, CredentialError>> {
+        Box::pin(async move {
+            let what = format!("serviceaccount {namespace}/{name}");
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            let account = api.get(name).await.map_err(|e| api_error(e, &what))?;
+            Ok(account
+                .metadata
+                .annotations
+                .and_then(|mut a| a.remove(annotation)))
+        })
+    }
+
     fn operator_token<'a>(
         &'a self,
         _audiences: &'a [String],

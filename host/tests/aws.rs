@@ -540,6 +540,45 @@ async fn web_identity_exchanges_the_service_account_token_once_and_caches_the_cr
 }
 
 #[tokio::test]
+async fn web_identity_without_role_assumes_the_service_accounts_role_arn_annotation() {
+    // The seed's IRSA-style store: `auth.jwt.serviceAccountRef` and no `role`.
+    let moto = Moto::start().await;
+    moto.create_secret("production/api-keys", r#"{"api-key":"k-irsa"}"#, &[])
+        .await;
+    let seed_store =
+        json!({"auth": {"jwt": {"serviceAccountRef": {"name": "external-secrets-sa"}}}});
+
+    let annotated = credentials(ACCESS_KEY, SECRET_KEY).with_annotation(
+        "team-a",
+        "external-secrets-sa",
+        "eks.amazonaws.com/role-arn",
+        "arn:aws:iam::123456789012:role/irsa",
+    );
+    let rt = runtime_for(&moto, annotated).await;
+    let s = sm_store(&moto, seed_store.clone());
+    let got = get_one(
+        &rt,
+        &s,
+        RemoteRef::key("production/api-keys").property("api-key"),
+    )
+    .await;
+    assert_eq!(got.unwrap().as_deref(), Some("k-irsa"));
+    assert_eq!(moto.count("AssumeRoleWithWebIdentity").await, 1);
+
+    // Neither the annotation nor `role`: a clear configuration error naming both.
+    let rt = runtime_for(&moto, credentials(ACCESS_KEY, SECRET_KEY)).await;
+    let s = sm_store(&moto, seed_store);
+    let err = get_one(&rt, &s, RemoteRef::key("production/api-keys"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("eks.amazonaws.com/role-arn") && text.contains("role"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn assume_role_chains_additional_roles_with_external_id_and_session_tags() {
     let moto = Moto::start().await;
     moto.create_secret("s", "v", &[]).await;
@@ -706,7 +745,7 @@ use airlock::kube_credentials::KubeCredentials;
 use airlock::runtime::EngineConfig;
 use airlock_testenv::ControlPlane;
 use cluster::{apply, eventually, install_crds};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Client;
 use kube::api::Api;
 
@@ -949,6 +988,51 @@ async fn the_seed_store_and_external_secret_sync_from_moto_with_extract_and_find
         by_name.keys().collect::<Vec<_>>(),
         ["production_api-keys", "production_database"]
     );
+}
+
+#[tokio::test]
+async fn the_seed_irsa_store_syncs_with_the_service_accounts_role_arn_annotation() {
+    // The seed's second AWS example as written (jwt.serviceAccountRef, no role), plus the
+    // endpoint override: the role comes from the ServiceAccount, as on EKS.
+    let mut moto = Moto::start().await;
+    moto.region = "us-west-2".into();
+    moto.create_secret("production/api-keys", r#"{"api-key":"k-irsa"}"#, &[])
+        .await;
+    let env = operator("aws-irsa").await;
+    apply(
+        &env.api::<ServiceAccount>(),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "external-secrets-sa", "namespace": env.ns,
+                 "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/irsa"}}}),
+    )
+    .await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "aws-secretsmanager", "namespace": env.ns},
+               "spec": {"provider": {"aws": {
+                   "service": "SecretsManager",
+                   "region": "us-west-2",
+                   "endpoint": moto.url(""),
+                   "stsEndpoint": moto.url(""),
+                   "auth": {"jwt": {"serviceAccountRef": {"name": "external-secrets-sa"}}}}}}}),
+    )
+    .await;
+    env.ready_store("aws-secretsmanager", "True", "").await;
+    env.external_secret(
+        "api-keys",
+        json!({"secretStoreRef": {"name": "aws-secretsmanager", "kind": "SecretStore"},
+               "target": {"name": "api-keys"},
+               "data": [{"secretKey": "api-key",
+                         "remoteRef": {"key": "production/api-keys", "property": "api-key"}}]}),
+    )
+    .await;
+    env.ready_es("api-keys", "True", "").await;
+    assert_eq!(
+        env.secret_data("api-keys").await,
+        Some(strings(&[("api-key", "k-irsa")]))
+    );
+    assert_eq!(moto.count("AssumeRoleWithWebIdentity").await, 1);
 }
 
 #[tokio::test]

@@ -423,6 +423,7 @@ fn the_charts_rbac_is_least_privilege() {
         ("/configmaps", set(&["get"])),
         ("/namespaces", set(&read)),
         ("/serviceaccounts/token", set(&["create"])),
+        ("/serviceaccounts", set(&["get"])),
         ("events.k8s.io/events", set(&["create", "patch"])),
     ]
     .into_iter()
@@ -585,7 +586,7 @@ fn the_service_account_is_refused_what_the_chart_does_not_grant() {
         &["list", "configmaps", "-n", "default"],
         &["get", "pods", "-n", "default"],
         &["create", "pods", "-n", "default"],
-        &["get", "serviceaccounts", "-n", "default"],
+        &["list", "serviceaccounts", "-n", "default"],
         &["patch", "providers.airlock.dev"],
         &["delete", "providers.airlock.dev"],
         &[

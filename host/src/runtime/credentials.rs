@@ -73,6 +73,14 @@ pub trait CredentialSource: Send + Sync + 'static {
         audiences: &'a [String],
     ) -> BoxFuture<'a, Result<Token, CredentialError>>;
 
+    /// One annotation of a ServiceAccount; `None` when it has no such annotation.
+    fn service_account_annotation<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        annotation: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, CredentialError>>;
+
     /// The operator's own token.
     fn operator_token<'a>(
         &'a self,
@@ -86,6 +94,7 @@ pub struct StaticCredentials {
     secrets: HashMap<(String, String, String), SecretSlice<u8>>,
     config_maps: HashMap<(String, String, String), String>,
     tokens: HashMap<(String, String), SecretString>,
+    annotations: HashMap<(String, String, String), String>,
 }
 
 impl std::fmt::Debug for StaticCredentials {
@@ -115,7 +124,14 @@ impl StaticCredentials {
         self
     }
 
-    /// Adds a ServiceAccount token.
+    /// Adds an annotation of a ServiceAccount.
+    pub fn with_annotation(mut self, namespace: &str, name: &str, key: &str, value: &str) -> Self {
+        self.annotations
+            .insert((namespace.into(), name.into(), key.into()), value.into());
+        self
+    }
+
+    /// Adds a service-account token.
     pub fn with_token(mut self, namespace: &str, name: &str, token: &str) -> Self {
         self.tokens.insert(
             (namespace.into(), name.into()),
@@ -231,6 +247,19 @@ impl CredentialSource for StaticCredentials {
             })
             .ok_or_else(|| CredentialError::NotFound(format!("serviceaccount {namespace}/{name}")));
         Box::pin(async move { found })
+    }
+
+    fn service_account_annotation<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        annotation: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, CredentialError>> {
+        let found = self
+            .annotations
+            .get(&(namespace.into(), name.into(), annotation.into()))
+            .cloned();
+        Box::pin(async move { Ok(found) })
     }
 
     fn operator_token<'a>(

@@ -235,6 +235,23 @@ impl credentials::Host for Sandbox {
         })
     }
 
+    async fn service_account_annotation(
+        &mut self,
+        selector: credentials::ServiceAccountSelector,
+        annotation: String,
+    ) -> Result<Option<String>, credentials::CredentialError> {
+        let ns = self
+            .policy
+            .check_account(&selector.name, selector.namespace.as_deref())
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)?;
+        let source = self.credentials.clone();
+        source
+            .service_account_annotation(&ns, &selector.name, &annotation)
+            .await
+            .map_err(to_wit)
+    }
+
     async fn operator_token(
         &mut self,
         audiences: Vec<String>,

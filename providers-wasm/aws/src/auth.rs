@@ -79,6 +79,9 @@ fn static_keys(keys: &crate::config::SecretRefAuth) -> Result<Credentials, Error
     })
 }
 
+/// The ServiceAccount annotation EKS (and ESO) read for the web-identity role.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
 /// The roles to assume in order: `additionalRoles`, then `role`.
 pub fn role_chain(config: &Config) -> Vec<String> {
     let mut chain = config.additional_roles.clone();
@@ -109,15 +112,38 @@ fn assume_chain(config: &Config, chain: &[String]) -> Result<(Credentials, u64),
                 audiences,
             })
             .map_err(|e| credential_error("auth.jwt.serviceAccountRef", e))?;
+            // As ESO (and EKS IRSA): the role the token may assume is the ServiceAccount's
+            // `eks.amazonaws.com/role-arn` annotation, then `additionalRoles` and `role`
+            // are assumed from there. Without the annotation, the first role of the chain
+            // is assumed with the token.
+            let annotated = credentials::service_account_annotation(
+                &credentials::ServiceAccountSelector {
+                    name: jwt.service_account_ref.name.clone(),
+                    namespace: jwt.service_account_ref.namespace.clone(),
+                    audiences: Vec::new(),
+                },
+                ROLE_ARN_ANNOTATION,
+            )
+            .map_err(|e| credential_error("auth.jwt.serviceAccountRef", e))?;
+            let (web_role, rest) = match (annotated, chain.split_first()) {
+                (Some(role), _) => (role, chain),
+                (None, Some((first, rest))) => (first.clone(), rest),
+                (None, None) => {
+                    return Err(Error::invalid_config(format!(
+                        "spec.provider.aws.auth.jwt: the ServiceAccount {} has no {ROLE_ARN_ANNOTATION} annotation and spec.provider.aws.role is not set: annotate the ServiceAccount with the IAM role to assume, or set role",
+                        jwt.service_account_ref.name
+                    )));
+                }
+            };
             let params = vec![
-                ("RoleArn".to_string(), chain[0].clone()),
+                ("RoleArn".to_string(), web_role),
                 ("RoleSessionName".to_string(), session_name()),
                 ("WebIdentityToken".to_string(), token.token),
             ];
             let xml = api::call_query(sts, "AssumeRoleWithWebIdentity", &params, None)
                 .map_err(AwsError::into_error)?;
             let (c, e) = parse_credentials(&xml, "AssumeRoleWithWebIdentity")?;
-            (c, e, &chain[1..])
+            (c, e, rest)
         }
         (None, None) => return Err(Error::invalid_config("spec.provider.aws.auth is empty")),
     };

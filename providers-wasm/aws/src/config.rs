@@ -165,12 +165,6 @@ impl Config {
                 "spec.provider.aws.auth: set secretRef or jwt (Airlock providers have no ambient AWS identity)",
             ));
         }
-        if config.auth.jwt.is_some() && config.role.is_none() && config.additional_roles.is_empty()
-        {
-            return Err(Error::invalid_config(
-                "spec.provider.aws.auth.jwt needs spec.provider.aws.role: the sandbox cannot read the ServiceAccount's eks.amazonaws.com/role-arn annotation",
-            ));
-        }
         if let Some(days) = config.secrets_manager.recovery_window_in_days
             && !(7..=30).contains(&days)
         {
@@ -339,9 +333,10 @@ mod tests {
             Err(Error::InvalidConfig(_))
         ));
         let mut c = base();
+        // Without `role`, the ServiceAccount's eks.amazonaws.com/role-arn annotation names
+        // the role (read when credentials are needed), as in ESO.
         c["auth"] = serde_json::json!({"jwt": {"serviceAccountRef": {"name": "sa"}}});
-        let err = Config::parse(&c.to_string()).unwrap_err();
-        assert!(format!("{err:?}").contains("role"), "{err:?}");
+        assert!(Config::parse(&c.to_string()).is_ok());
     }
 
     #[test]

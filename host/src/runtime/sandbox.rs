@@ -169,6 +169,19 @@ fn denied_log(provider: &str, e: &CredentialError) {
     }
 }
 
+impl Sandbox {
+    /// The namespace of a ServiceAccount the store's configuration names, or the denial.
+    fn account_namespace(
+        &self,
+        selector: &credentials::ServiceAccountSelector,
+    ) -> Result<String, credentials::CredentialError> {
+        self.policy
+            .check_account(&selector.name, selector.namespace.as_deref())
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)
+    }
+}
+
 impl credentials::Host for Sandbox {
     async fn secret_key(
         &mut self,
@@ -219,11 +232,7 @@ impl credentials::Host for Sandbox {
         selector: credentials::ServiceAccountSelector,
     ) -> Result<credentials::Token, credentials::CredentialError> {
         use secrecy::ExposeSecret;
-        let ns = self
-            .policy
-            .check_account(&selector.name, selector.namespace.as_deref())
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)?;
+        let ns = self.account_namespace(&selector)?;
         let source = self.credentials.clone();
         let token = source
             .service_account_token(&ns, &selector.name, &selector.audiences)
@@ -240,11 +249,7 @@ impl credentials::Host for Sandbox {
         selector: credentials::ServiceAccountSelector,
         annotation: String,
     ) -> Result<Option<String>, credentials::CredentialError> {
-        let ns = self
-            .policy
-            .check_account(&selector.name, selector.namespace.as_deref())
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)?;
+        let ns = self.account_namespace(&selector)?;
         let source = self.credentials.clone();
         source
             .service_account_annotation(&ns, &selector.name, &annotation)

@@ -744,7 +744,7 @@ use airlock::crd::{ExternalSecret, Provider, SecretStore};
 use airlock::kube_credentials::KubeCredentials;
 use airlock::runtime::EngineConfig;
 use airlock_testenv::ControlPlane;
-use cluster::{apply, eventually, install_crds};
+use cluster::{apply, eventually, install_crds, ready_message, secret_text, string_map};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Client;
 use kube::api::Api;
@@ -847,55 +847,17 @@ impl Cluster {
     }
 
     async fn secret_data(&self, name: &str) -> Option<BTreeMap<String, String>> {
-        let s = self.api::<Secret>().get_opt(name).await.ok()??;
-        Some(
-            s.data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                .collect(),
-        )
+        secret_text(&self.api(), name).await
     }
 
-    /// The Ready condition (status, reason, message) of a kind once `accept` likes it.
+    /// The ExternalSecret's Ready message once its status is `want` and it mentions `needle`.
     async fn ready_es(&self, name: &str, want: &str, needle: &str) -> String {
-        let api = self.api::<ExternalSecret>();
-        eventually(
-            &format!("ExternalSecret {name} Ready={want} mentioning {needle:?}"),
-            || async {
-                let c = api
-                    .get(name)
-                    .await
-                    .ok()?
-                    .status?
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready")?;
-                let message = c.message.unwrap_or_default();
-                (format!("{:?}", c.status) == want && message.contains(needle)).then_some(message)
-            },
-        )
-        .await
+        ready_message(&self.api::<ExternalSecret>(), name, want, needle).await
     }
 
+    /// The SecretStore's Ready message once its status is `want` and it mentions `needle`.
     async fn ready_store(&self, name: &str, want: &str, needle: &str) -> String {
-        let api = self.api::<SecretStore>();
-        eventually(
-            &format!("SecretStore {name} Ready={want} mentioning {needle:?}"),
-            || async {
-                let c = api
-                    .get(name)
-                    .await
-                    .ok()?
-                    .status?
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready")?;
-                let message = c.message.unwrap_or_default();
-                (format!("{:?}", c.status) == want && message.contains(needle)).then_some(message)
-            },
-        )
-        .await
+        ready_message(&self.api::<SecretStore>(), name, want, needle).await
     }
 }
 
@@ -909,13 +871,6 @@ fn seed_external_secret(store: &str) -> Value {
             {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
         ]
     })
-}
-
-fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[tokio::test]
@@ -946,7 +901,7 @@ async fn the_seed_store_and_external_secret_sync_from_moto_with_extract_and_find
     env.ready_es("database-credentials", "True", "").await;
     assert_eq!(
         env.secret_data("database-secret").await,
-        Some(strings(&[("username", "admin"), ("password", "s3cr3t")]))
+        Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
     );
 
     env.external_secret(
@@ -975,7 +930,7 @@ async fn the_seed_store_and_external_secret_sync_from_moto_with_extract_and_find
     }
     assert_eq!(
         env.secret_data("extracted").await,
-        Some(strings(&[("username", "admin"), ("password", "s3cr3t")]))
+        Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
     );
     let by_tag = env.secret_data("by-tag").await.unwrap();
     assert_eq!(
@@ -1030,7 +985,7 @@ async fn the_seed_irsa_store_syncs_with_the_service_accounts_role_arn_annotation
     env.ready_es("api-keys", "True", "").await;
     assert_eq!(
         env.secret_data("api-keys").await,
-        Some(strings(&[("api-key", "k-irsa")]))
+        Some(string_map(&[("api-key", "k-irsa")]))
     );
     assert_eq!(moto.count("AssumeRoleWithWebIdentity").await, 1);
 }
@@ -1057,7 +1012,7 @@ async fn bad_aws_stores_give_clear_conditions_and_keep_synced_data() {
     )
     .await;
     env.ready_es("database-credentials", "True", "").await;
-    let synced = strings(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
     assert_eq!(
         env.secret_data("database-secret").await.as_ref(),
         Some(&synced)

@@ -3,7 +3,10 @@
 
 mod cluster;
 
-use cluster::{TIMEOUT, apply, apply_fake_provider, eventually, install_crds};
+use cluster::{
+    TIMEOUT, apply, apply_fake_provider, eventually, install_crds, secret_text, string_map,
+    text_data,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,18 +137,8 @@ impl Env {
     }
 
     async fn secret_data(&self, name: &str) -> Option<BTreeMap<String, String>> {
-        let s = self.api::<Secret>().get_opt(name).await.ok()??;
-        Some(text_data(&s))
+        secret_text(&self.api(), name).await
     }
-}
-
-fn text_data(s: &Secret) -> BTreeMap<String, String> {
-    s.data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect()
 }
 
 fn seed_es(store: &str) -> Value {
@@ -158,13 +151,6 @@ fn seed_es(store: &str) -> Value {
             {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
         ]
     })
-}
-
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[tokio::test]
@@ -196,7 +182,7 @@ async fn an_external_secret_syncs_into_an_owned_managed_secret() {
         .expect("the target Secret exists");
     assert_eq!(
         text_data(&secret),
-        map(&[("username", "admin"), ("password", "s3cr3t")])
+        string_map(&[("username", "admin"), ("password", "s3cr3t")])
     );
     assert_managed(&secret);
     let owners = secret.owner_references();
@@ -268,7 +254,7 @@ async fn data_from_extract_and_find_produce_the_expected_keys() {
     let data = env.secret_data("all").await.expect("Secret all");
     assert_eq!(
         data,
-        map(&[
+        string_map(&[
             ("username", "admin"),
             ("password", "s3cr3t"),
             (
@@ -287,7 +273,7 @@ async fn a_provider_failure_keeps_the_existing_secret_data() {
     env.store("fake-store", json!({"data": fake_data()})).await;
     env.external_secret("database", seed_es("fake-store")).await;
     env.ready("database", "True", "SecretSynced").await;
-    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
     assert_eq!(
         env.secret_data("database-credentials").await,
         Some(synced.clone())
@@ -437,7 +423,7 @@ async fn creation_policies_merge_none_and_orphan_write_as_eso_does() {
     env.ready("merge", "True", "SecretSynced").await;
     assert_eq!(
         env.secret_data("merged").await,
-        Some(map(&[
+        Some(string_map(&[
             ("keep", "me"),
             ("username", "admin"),
             ("password", "s3cr3t")
@@ -460,7 +446,7 @@ async fn creation_policies_merge_none_and_orphan_write_as_eso_does() {
     assert!(orphan.owner_references().is_empty());
     assert_eq!(
         text_data(&orphan),
-        map(&[("username", "admin"), ("password", "s3cr3t")])
+        string_map(&[("username", "admin"), ("password", "s3cr3t")])
     );
 }
 
@@ -470,7 +456,7 @@ async fn an_edited_or_deleted_secret_is_repaired() {
     env.store("fake-store", json!({"data": fake_data()})).await;
     env.external_secret("database", seed_es("fake-store")).await;
     env.ready("database", "True", "SecretSynced").await;
-    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
     let secrets = env.api::<Secret>();
 
     secrets
@@ -560,7 +546,7 @@ async fn a_cluster_store_refuses_namespaces_its_conditions_exclude() {
     env.ready("allowed", "True", "SecretSynced").await;
     assert_eq!(
         env.secret_data("database-credentials").await,
-        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+        Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
     );
     let (_, ready) = env.ready("denied", "False", "SecretSyncedError").await;
     let message = ready.message.unwrap_or_default();
@@ -608,7 +594,7 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
     env.ready("database", "True", "SecretSynced").await;
     assert_eq!(
         env.secret_data("database-credentials").await,
-        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+        Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
     );
     assert!(
         child.try_wait().expect("status").is_none(),
@@ -704,7 +690,7 @@ async fn the_seeds_templated_external_secret_yields_database_url_exactly() {
     env.ready("templated-secret", "True", "SecretSynced").await;
     assert_eq!(
         env.secret_data("database-url").await,
-        Some(map(&[(
+        Some(string_map(&[(
             "DATABASE_URL",
             "postgresql://admin:s3cr3t@db.example.com:5432/mydb"
         )]))
@@ -774,7 +760,7 @@ async fn template_from_a_config_map_fills_data_labels_and_annotations() {
     env.ready("templated-secret", "True", "SecretSynced").await;
     assert_eq!(
         env.secret_data("database-url").await,
-        Some(map(&[
+        Some(string_map(&[
             ("DB_HOST", "db.example.com"),
             ("DB_USER", "ADMIN"),
             ("config.yaml", "user: admin"),
@@ -821,7 +807,8 @@ async fn renaming_the_target_deletes_the_old_secret_and_template_metadata_is_cop
         || async {
             let new = env.secret_data("renamed").await?;
             let old_gone = env.secret_data("database-credentials").await.is_none();
-            (old_gone && new == map(&[("username", "admin"), ("password", "s3cr3t")])).then_some(())
+            (old_gone && new == string_map(&[("username", "admin"), ("password", "s3cr3t")]))
+                .then_some(())
         },
     )
     .await;
@@ -870,7 +857,7 @@ async fn a_secret_owned_by_another_external_secret_is_not_taken_over() {
     );
     assert_eq!(
         env.secret_data("database-credentials").await,
-        Some(map(&[("username", "admin"), ("password", "s3cr3t")]))
+        Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
     );
 }
 
@@ -934,7 +921,7 @@ impl Env {
     async fn wait_for_rotated(&self) {
         eventually("the rotated password synced", || async {
             let data = self.secret_data("database-credentials").await?;
-            (data == map(&[("username", "admin"), ("password", "rotated")])).then_some(())
+            (data == string_map(&[("username", "admin"), ("password", "rotated")])).then_some(())
         })
         .await;
     }
@@ -1082,7 +1069,7 @@ async fn a_cluster_store_change_resyncs_external_secrets_in_any_namespace() {
     .await;
     eventually("the rotated credentials synced", || async {
         let data = env.secret_data("database-credentials").await?;
-        (data == map(&[("username", "root"), ("password", "rotated")])).then_some(())
+        (data == string_map(&[("username", "root"), ("password", "rotated")])).then_some(())
     })
     .await;
     stores
@@ -1146,7 +1133,7 @@ async fn an_immutable_target_is_created_immutable_and_a_later_change_is_refused(
     spec["target"]["immutable"] = json!(true);
     env.external_secret("database", spec).await;
     env.ready("database", "True", "SecretSynced").await;
-    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
     let secret = env
         .api::<Secret>()
         .get("database-credentials")
@@ -1190,7 +1177,7 @@ async fn refresh_policy_created_once_never_refetches_and_on_change_refetches_on_
     env.external_secret("on-change", on_change.clone()).await;
     env.ready("once", "True", "SecretSynced").await;
     env.ready("on-change", "True", "SecretSynced").await;
-    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
 
     env.store("fake-store", json!({"data": rotated()})).await;
     // Several 1 s intervals and the store change pass without a refetch.
@@ -1203,7 +1190,8 @@ async fn refresh_policy_created_once_never_refetches_and_on_change_refetches_on_
     env.external_secret("on-change", bumped).await;
     let secret = eventually("the OnChange target refetched", || async {
         let s = env.api::<Secret>().get_opt("on-change").await.ok()??;
-        (text_data(&s) == map(&[("username", "admin"), ("password", "rotated")])).then_some(s)
+        (text_data(&s) == string_map(&[("username", "admin"), ("password", "rotated")]))
+            .then_some(s)
     })
     .await;
     assert_eq!(secret.labels().get("rev").map(String::as_str), Some("2"));
@@ -1223,7 +1211,7 @@ async fn the_force_sync_annotation_refetches_before_the_refresh_interval() {
     env.store("fake-store", json!({"data": fake_data()})).await;
     env.external_secret("database", seed_es("fake-store")).await;
     let (first, _) = env.ready("database", "True", "SecretSynced").await;
-    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
 
     // A store deleted and created again has generation 1 again: the store watch sees no
     // spec change, so only the next refresh (1h) or a force-sync would pick the new data up.
@@ -1279,7 +1267,7 @@ async fn creation_policy_create_or_merge_creates_when_absent_and_keeps_foreign_k
     let created = env.api::<Secret>().get("created").await.unwrap();
     assert_eq!(
         text_data(&created),
-        map(&[("username", "admin"), ("password", "s3cr3t")])
+        string_map(&[("username", "admin"), ("password", "s3cr3t")])
     );
     assert!(created.owner_references().is_empty());
     assert_managed(&created);
@@ -1297,7 +1285,7 @@ async fn creation_policy_create_or_merge_creates_when_absent_and_keeps_foreign_k
     let merged = env.api::<Secret>().get("existing").await.unwrap();
     assert_eq!(
         text_data(&merged),
-        map(&[
+        string_map(&[
             ("keep", "me"),
             ("username", "admin"),
             ("password", "s3cr3t")
@@ -1325,7 +1313,7 @@ async fn deletion_policy_merge_removes_only_the_managed_keys_when_the_provider_h
     env.ready("database", "True", "SecretSynced").await;
     assert_eq!(
         env.secret_data("shared").await,
-        Some(map(&[
+        Some(string_map(&[
             ("keep", "me"),
             ("username", "admin"),
             ("password", "s3cr3t")
@@ -1334,7 +1322,7 @@ async fn deletion_policy_merge_removes_only_the_managed_keys_when_the_provider_h
 
     env.store("fake-store", json!({"data": []})).await;
     eventually("the managed keys removed", || async {
-        (env.secret_data("shared").await? == map(&[("keep", "me")])).then_some(())
+        (env.secret_data("shared").await? == string_map(&[("keep", "me")])).then_some(())
     })
     .await;
     let (_, ready) = env.ready("database", "True", "SecretSynced").await;
@@ -1348,7 +1336,7 @@ async fn deletion_policy_merge_removes_only_the_managed_keys_when_the_provider_h
         Some("true")
     );
     // The data hash matches what is left, so the Secret is not seen as drifted.
-    env.keeps("shared", &map(&[("keep", "me")]), 2).await;
+    env.keeps("shared", &string_map(&[("keep", "me")]), 2).await;
 }
 
 #[tokio::test]
@@ -1370,7 +1358,7 @@ async fn deletion_policy_retain_keeps_the_secret_when_the_provider_has_nothing()
     .await;
     env.ready("database", "True", "SecretSynced").await;
     env.ready("found", "True", "SecretSynced").await;
-    let synced = map(&[("username", "admin"), ("password", "s3cr3t")]);
+    let synced = string_map(&[("username", "admin"), ("password", "s3cr3t")]);
     let found = env.secret_data("found").await.expect("found written");
     assert_eq!(found.len(), 1, "{:?}", found.keys());
 

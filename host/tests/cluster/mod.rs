@@ -2,10 +2,12 @@
 //! apply and CRD installation.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use airlock::crd;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -88,4 +90,48 @@ pub async fn apply_fake_provider(client: &Client) {
                "metadata": {"name": "fake"}, "spec": {"module": {"path": "fake.wasm"}}}),
     )
     .await;
+}
+
+/// Each key of a Secret as (lossy UTF-8) text.
+pub fn text_data(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// The Secret's data as text; `None` when it does not exist.
+pub async fn secret_text(api: &Api<Secret>, name: &str) -> Option<BTreeMap<String, String>> {
+    Some(text_data(&api.get_opt(name).await.ok()??))
+}
+
+/// `(key, value)` pairs as the map [`text_data`] returns.
+pub fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Waits until the object's `Ready` condition has status `want` and a message containing
+/// `needle`, and returns that message. Works for every kind with ESO-style conditions.
+pub async fn ready_message<K>(api: &Api<K>, name: &str, want: &str, needle: &str) -> String
+where
+    K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    eventually(
+        &format!("{name} Ready={want} mentioning {needle:?}"),
+        || async {
+            let object = serde_json::to_value(api.get(name).await.ok()?).ok()?;
+            let ready = object["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?;
+            let message = ready["message"].as_str().unwrap_or_default().to_string();
+            (ready["status"] == want && message.contains(needle)).then_some(message)
+        },
+    )
+    .await
 }

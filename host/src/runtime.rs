@@ -4,6 +4,7 @@
 pub mod bindings;
 mod cache;
 pub mod credentials;
+mod deadline;
 pub mod egress;
 mod engine;
 mod grant;
@@ -382,16 +383,21 @@ impl Runtime {
             let schema = guest.call_config_schema(&mut store).await?;
             wasmtime::Result::Ok((metadata, capabilities, schema))
         };
-        let (metadata, capabilities, schema) =
-            match tokio::time::timeout(grants.limits.call_timeout, run).await {
-                Err(_) => {
-                    return Err(RuntimeError::Timeout {
-                        provider: name.to_string(),
-                        timeout: grants.limits.call_timeout,
-                    });
-                }
-                Ok(r) => r.map_err(|e| trap_error(&e, store.data(), grants))?,
-            };
+        let (metadata, capabilities, schema) = match self
+            .inner
+            .host
+            .deadlines
+            .timeout(grants.limits.call_timeout, run)
+            .await
+        {
+            Err(_) => {
+                return Err(RuntimeError::Timeout {
+                    provider: name.to_string(),
+                    timeout: grants.limits.call_timeout,
+                });
+            }
+            Ok(r) => r.map_err(|e| trap_error(&e, store.data(), grants))?,
+        };
         let config_schema: serde_json::Value = serde_json::from_str(&schema)
             .map_err(|e| RuntimeError::Link(format!("its config-schema is not JSON: {e}")))?;
         Ok(ProviderInfo {
@@ -422,6 +428,7 @@ impl Runtime {
             limits.max_request_bytes,
             limits.max_response_bytes,
             limits.call_timeout,
+            self.inner.host.deadlines.clone(),
         );
         // No environment, no arguments, no stdin, stdout and stderr discarded.
         let wasi = WasiCtxBuilder::new().build();
@@ -562,7 +569,7 @@ impl Runtime {
                 Err(e) => Ok(Err(e)),
             }
         };
-        let outcome = tokio::time::timeout(timeout, run).await;
+        let outcome = self.inner.host.deadlines.timeout(timeout, run).await;
         let data = wstore.data();
         match outcome {
             Err(_) => Err(RuntimeError::Timeout {

@@ -5,6 +5,7 @@
 //! store's TLS settings, pools connections per store and bounds bodies and time.
 
 mod connector;
+pub(crate) mod handler;
 mod hooks;
 mod pattern;
 

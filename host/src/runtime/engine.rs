@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::RuntimeError;
 use super::bindings::airlock::provider::{cache, credentials, log};
+use super::deadline::Deadlines;
 use super::sandbox::Sandbox;
 
 /// How often the epoch advances: the unit of the CPU budget.
@@ -48,6 +49,8 @@ pub struct Host {
     cache_dir: Option<PathBuf>,
     compiled: Mutex<HashMap<String, Component>>,
     stop_ticker: Arc<AtomicBool>,
+    /// Call deadlines and first-byte timeouts, fired by the epoch thread.
+    pub(super) deadlines: Arc<Deadlines>,
 }
 
 impl std::fmt::Debug for Host {
@@ -144,7 +147,7 @@ fn linker(engine: &Engine) -> Result<Linker<Sandbox>, RuntimeError> {
     cli::terminal_stdin::add_to_linker::<Sandbox, WasiCli>(&mut l, Sandbox::cli).map_err(link)?;
     cli::terminal_stdout::add_to_linker::<Sandbox, WasiCli>(&mut l, Sandbox::cli).map_err(link)?;
     cli::terminal_stderr::add_to_linker::<Sandbox, WasiCli>(&mut l, Sandbox::cli).map_err(link)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l).map_err(link)?;
+    super::egress::handler::add_to_linker(&mut l).map_err(link)?;
     log::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut l, |s| s)
         .map_err(link)?;
     cache::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut l, |s| s)
@@ -156,7 +159,7 @@ fn linker(engine: &Engine) -> Result<Linker<Sandbox>, RuntimeError> {
 
 impl Host {
     /// Builds the engine (pooling allocator when the OS allows its reservation, on-demand
-    /// otherwise), the linker and the epoch ticker.
+    /// otherwise), the linker and the epoch thread, which also fires deadlines.
     pub fn new(settings: &EngineConfig) -> Result<Self, RuntimeError> {
         let engine = match Engine::new(&engine_config(Some(settings))) {
             Ok(engine) => engine,
@@ -170,6 +173,8 @@ impl Host {
         let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
         let ticker_stop = stop.clone();
+        let deadlines = Arc::new(Deadlines::default());
+        let ticker_deadlines = deadlines.clone();
         std::thread::Builder::new()
             .name("airlock-epoch".into())
             .spawn(move || {
@@ -179,6 +184,7 @@ impl Host {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
                     }
+                    ticker_deadlines.fire_due(std::time::Instant::now());
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch thread: {e}")))?;
@@ -194,6 +200,7 @@ impl Host {
             cache_dir: settings.cache_dir.clone(),
             compiled: Mutex::default(),
             stop_ticker: stop,
+            deadlines,
         })
     }
 

@@ -8,9 +8,7 @@
 //! the host checks again.
 
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-};
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 use wasip2::io::streams::StreamError;
 
 use crate::Error;
@@ -156,31 +154,26 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
         .set_path_with_query(Some(&url.path_with_query))
         .map_err(|_| invalid("path"))?;
 
-    // A request without a body never takes the body resource: the host then sends an
-    // empty body at once instead of waiting for the guest to finish one.
-    let body = if request.body.is_empty() {
-        None
-    } else {
-        Some(
-            outgoing
-                .body()
-                .map_err(|_| Error::other("request body already taken"))?,
-        )
-    };
-    let future = outgoing_handler::handle(outgoing, Some(RequestOptions::new()))
-        .map_err(|e| describe(&request.url, &e))?;
-    if let Some(body) = body {
+    // The body is written and finished before `handle`, so the host finds the request
+    // complete and sends it on the calling task (no spawn, no cross-task wake-up). A
+    // request without a body never takes the body resource at all.
+    if !request.body.is_empty() {
+        let body = outgoing
+            .body()
+            .map_err(|_| Error::other("request body already taken"))?;
         let stream = body
             .write()
             .map_err(|_| Error::other("request body stream already taken"))?;
         for chunk in request.body.chunks(4096) {
             stream.blocking_write_and_flush(chunk).map_err(|e| {
-                Error::unavailable(format!("sending body to {}: {e:?}", request.url))
+                Error::unavailable(format!("writing the body for {}: {e:?}", request.url))
             })?;
         }
         drop(stream);
         OutgoingBody::finish(body, None).map_err(|e| describe(&request.url, &e))?;
     }
+    let future =
+        outgoing_handler::handle(outgoing, None).map_err(|e| describe(&request.url, &e))?;
 
     let incoming = loop {
         match future.get() {
@@ -193,7 +186,7 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
         .map_err(|e| describe(&request.url, &e))?;
 
     let status = incoming.status();
-    let headers = incoming
+    let headers: Vec<(String, Vec<u8>)> = incoming
         .headers()
         .entries()
         .into_iter()
@@ -205,9 +198,20 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
     let stream = body_resource
         .stream()
         .map_err(|()| Error::other("response body stream already taken"))?;
-    let mut body = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
+    let declared: Option<usize> = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok());
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20));
+    // Each step is a host call, so: read what is there before blocking (the host has
+    // usually read a small body whole already), and stop at the declared length instead of
+    // asking once more only to hear that the stream is closed.
+    while declared.is_none_or(|n| body.len() < n) {
+        let chunk = match stream.read(64 * 1024) {
+            Ok(chunk) if chunk.is_empty() => stream.blocking_read(64 * 1024),
+            other => other,
+        };
+        match chunk {
             Ok(chunk) => body.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {

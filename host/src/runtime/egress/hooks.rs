@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::connector::{AddressRefused, EgressClient};
 use super::pattern::{HostPattern, default_port};
+use crate::runtime::deadline::Deadlines;
 
 /// Responses up to this size with a declared length are read whole by the host.
 const PREFETCH_BYTES: u64 = 64 << 10;
@@ -28,6 +29,7 @@ pub struct EgressHooks {
     max_request_bytes: u64,
     max_response_bytes: u64,
     first_byte_timeout: Duration,
+    deadlines: Arc<Deadlines>,
     refusals: Arc<Mutex<Vec<String>>>,
 }
 
@@ -49,6 +51,7 @@ impl EgressHooks {
         max_request_bytes: u64,
         max_response_bytes: u64,
         first_byte_timeout: Duration,
+        deadlines: Arc<Deadlines>,
     ) -> Self {
         EgressHooks {
             provider,
@@ -57,6 +60,7 @@ impl EgressHooks {
             max_request_bytes,
             max_response_bytes,
             first_byte_timeout,
+            deadlines,
             refusals: Arc::default(),
         }
     }
@@ -77,6 +81,13 @@ fn record(refusals: &Mutex<Vec<String>>, message: String) {
 }
 
 impl WasiHttpHooks for EgressHooks {
+    // A guest may write its whole request body before `handle` (the SDK does, so the host
+    // can send on the guest's own task): the body channel holds up to the request bound
+    // in the 4 KiB writes `blocking-write-and-flush` allows, plus the finishing slot.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        usize::try_from(self.max_request_bytes / 4096 + 2).unwrap_or(usize::MAX)
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -115,6 +126,7 @@ impl WasiHttpHooks for EgressHooks {
             }
         };
         let refusals = self.refusals.clone();
+        let deadlines = self.deadlines.clone();
         let max_request = self.max_request_bytes;
         let max_response = self.max_response_bytes;
         let first_byte = options
@@ -128,7 +140,7 @@ impl WasiHttpHooks for EgressHooks {
                 collect_request(body, max_request, &target, &refusals).await?
             };
             let request = http::Request::from_parts(parts, Full::new(body));
-            let response = match tokio::time::timeout(first_byte, client.send(request)).await {
+            let response = match deadlines.timeout(first_byte, client.send(request)).await {
                 Err(_) => {
                     record(
                         &refusals,

@@ -344,6 +344,24 @@ async fn a_slow_backend_is_cut_by_the_call_timeout() {
 }
 
 #[tokio::test]
+async fn a_shorter_first_byte_timeout_the_guest_asks_for_is_kept() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://127.0.0.1:{}", server.port)])).await;
+    let err = get(
+        &rt,
+        &s,
+        &format!("http-first-byte:200|{}", server.url("/slow")),
+    )
+    .await
+    .unwrap_err();
+    let message = unavailable(err);
+    assert!(message.contains("HttpResponseTimeout"), "{message}");
+    assert!(message.contains("did not answer within 200ms"), "{message}");
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
 async fn a_credential_selector_absent_from_the_store_config_is_denied() {
     let creds = StaticCredentials::default()
         .with_secret("team-a", "db", "password", b"hunter2")

@@ -8,7 +8,9 @@
 //! the host checks again.
 
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+use wasip2::http::types::{
+    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
 use wasip2::io::streams::StreamError;
 
 use crate::Error;
@@ -27,6 +29,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body; empty for none.
     pub body: Vec<u8>,
+    /// How long to wait for the response head; `None` leaves it to the call's deadline.
+    /// The host never waits longer than that deadline, whatever is asked here.
+    pub first_byte_timeout: Option<std::time::Duration>,
 }
 
 // Requests carry credentials (Authorization headers, signed bodies): never print them.
@@ -37,6 +42,7 @@ impl std::fmt::Debug for Request {
             .field("url", &self.url)
             .field("headers", &self.headers.len())
             .field("body_len", &self.body.len())
+            .field("first_byte_timeout", &self.first_byte_timeout)
             .finish()
     }
 }
@@ -60,6 +66,12 @@ impl Request {
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// Gives up when the response head has not arrived within `timeout`.
+    pub fn first_byte_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.first_byte_timeout = Some(timeout);
         self
     }
 }
@@ -172,8 +184,19 @@ pub fn send_once(request: &Request) -> Result<Response, Error> {
         drop(stream);
         OutgoingBody::finish(body, None).map_err(|e| describe(&request.url, &e))?;
     }
+    let options = match request.first_byte_timeout {
+        Some(timeout) => {
+            let options = RequestOptions::new();
+            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            options
+                .set_first_byte_timeout(Some(nanos))
+                .map_err(|()| Error::other("the host refused a first-byte timeout"))?;
+            Some(options)
+        }
+        None => None,
+    };
     let future =
-        outgoing_handler::handle(outgoing, None).map_err(|e| describe(&request.url, &e))?;
+        outgoing_handler::handle(outgoing, options).map_err(|e| describe(&request.url, &e))?;
 
     let incoming = loop {
         match future.get() {

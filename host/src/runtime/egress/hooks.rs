@@ -28,7 +28,7 @@ pub struct EgressHooks {
     client: Option<EgressClient>,
     max_request_bytes: u64,
     max_response_bytes: u64,
-    first_byte_timeout: Duration,
+    call_timeout: Duration,
     deadlines: Arc<Deadlines>,
     refusals: Arc<Mutex<Vec<String>>>,
 }
@@ -50,7 +50,7 @@ impl EgressHooks {
         client: Option<EgressClient>,
         max_request_bytes: u64,
         max_response_bytes: u64,
-        first_byte_timeout: Duration,
+        call_timeout: Duration,
         deadlines: Arc<Deadlines>,
     ) -> Self {
         EgressHooks {
@@ -59,7 +59,7 @@ impl EgressHooks {
             client,
             max_request_bytes,
             max_response_bytes,
-            first_byte_timeout,
+            call_timeout,
             deadlines,
             refusals: Arc::default(),
         }
@@ -129,9 +129,11 @@ impl WasiHttpHooks for EgressHooks {
         let deadlines = self.deadlines.clone();
         let max_request = self.max_request_bytes;
         let max_response = self.max_response_bytes;
+        // The call's own deadline (armed before the call began) bounds every request; a
+        // timer of its own only for a guest that asked for a shorter first-byte timeout.
         let first_byte = options
             .and_then(|o| o.first_byte_timeout)
-            .map_or(self.first_byte_timeout, |t| t.min(self.first_byte_timeout));
+            .filter(|t| *t < self.call_timeout);
         Box::new(async move {
             let (parts, body) = request.into_parts();
             let body = if http_body::Body::is_end_stream(&body) {
@@ -140,17 +142,20 @@ impl WasiHttpHooks for EgressHooks {
                 collect_request(body, max_request, &target, &refusals).await?
             };
             let request = http::Request::from_parts(parts, Full::new(body));
-            let response = match deadlines.timeout(first_byte, client.send(request)).await {
-                Err(_) => {
-                    record(
-                        &refusals,
-                        format!("{target} did not answer within {first_byte:?}"),
-                    );
-                    return Err(HttpError::HttpResponseTimeout);
-                }
-                Ok(Err(e)) => return Err(client_error(&e, &target, &refusals)),
-                Ok(Ok(response)) => response,
+            let sent = match first_byte {
+                Some(limit) => match deadlines.timeout(limit, client.send(request)).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        record(
+                            &refusals,
+                            format!("{target} did not answer within {limit:?}"),
+                        );
+                        return Err(HttpError::HttpResponseTimeout);
+                    }
+                },
+                None => client.send(request).await,
             };
+            let response = sent.map_err(|e| client_error(&e, &target, &refusals))?;
             let declared = response
                 .headers()
                 .get(http::header::CONTENT_LENGTH)

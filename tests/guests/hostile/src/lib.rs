@@ -59,6 +59,19 @@ impl Client for HostileClient {
                     String::from_utf8_lossy(&response.body)
                 ))
             }
+            "http-first-byte" => {
+                // `<ms>|<url>`: a GET that asks the host for a short first-byte timeout.
+                let (ms, url) = arg.split_once('|').unwrap_or(("0", arg));
+                let ms: u64 = ms.parse().map_err(|_| Error::other("bad milliseconds"))?;
+                let request = http::Request::new("GET", url)
+                    .first_byte_timeout(std::time::Duration::from_millis(ms));
+                let response = http::send(&request)?;
+                ok(format!(
+                    "{} {}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                ))
+            }
             "post" => {
                 // The SDK writes the body before `handle`: the host sends inline.
                 let (url, body) = arg.split_once('|').unwrap_or((arg, ""));

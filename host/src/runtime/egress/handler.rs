@@ -2,9 +2,11 @@
 //!
 //! wasmtime-wasi-http's `handle` spawns the send as a task of its own (and a second one for
 //! the connection) and hands the guest a pending future; the guest then blocks on its
-//! pollable, so every request pays for two spawns and a wake-up across tasks. Providers are
-//! blocking clients that wait for each response right away, so this `handle` is async and
-//! sends on the calling task: the guest's call returns when the response head (and, for
+//! pollable. On a multi-threaded runtime each spawn pushes the task waiting in the worker's
+//! LIFO slot (the connection task, just woken) onto the shared queue and wakes the other
+//! worker, which steals it: measured from a runtime task, a loopback round trip cost 71 µs
+//! instead of 16 µs. Providers are blocking clients that wait for each response right away,
+//! so this `handle` is async and sends on the calling task: the guest's call returns when the response head (and, for
 //! small bodies, the whole body — see `hooks::PREFETCH_BYTES`) has arrived, with the
 //! future already resolved. The request still goes through [`EgressHooks`]: grants, address
 //! policy, size bounds and timeouts are unchanged. The `wasi:http/types` interface is

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 
 use futures::{FutureExt, StreamExt};
 
@@ -85,10 +86,10 @@ type Response =
 /// The response with the task handle wasi-http keeps alive while its body is read.
 ///
 /// The hooks' connection future is a no-op (the pooled client drives its connections), so
-/// no task is needed; but the type wants a handle, and spawning one per request is what
-/// cost most: the spawn lands in the worker's LIFO slot, pushes out the connection task
-/// that was waiting there and wakes the other worker, which steals it, so the round trip
-/// hops threads. Handles of empty tasks are made in batches instead, one wake per batch.
+/// no task is needed; but the type wants a handle, and spawning one per request on the
+/// operator's runtime is what cost most (see the module docs). Handles of empty tasks are
+/// made in batches instead, on a small runtime of their own, so making them never touches
+/// the workers' queues.
 fn finish(sent: Sent) -> Response {
     sent.map(|(response, io)| {
         drop(io);
@@ -97,17 +98,30 @@ fn finish(sent: Sent) -> Response {
 }
 
 /// Empty tasks spawned at once per refill of a thread's stock of handles.
-const WORKER_BATCH: usize = 64;
+const WORKER_BATCH: usize = 256;
 
 thread_local! {
     static IDLE_WORKERS: RefCell<Vec<AbortOnDropJoinHandle<()>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The runtime that runs the empty tasks: one thread, asleep between batches.
+static HANDLE_RUNTIME: LazyLock<Option<tokio::runtime::Handle>> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().ok()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("airlock-wasi-handles".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .ok()?;
+    Some(handle)
+});
+
 /// A handle of an empty task, from this thread's stock.
 fn idle_worker() -> AbortOnDropJoinHandle<()> {
     IDLE_WORKERS.with_borrow_mut(|stock| {
-        if stock.is_empty() {
-            stock.extend((0..WORKER_BATCH).map(|_| wasmtime_wasi::runtime::spawn(async {})));
+        if stock.is_empty()
+            && let Some(side) = HANDLE_RUNTIME.as_ref()
+        {
+            stock.extend((0..WORKER_BATCH).map(|_| side.spawn(async {}).into()));
         }
         stock
             .pop()

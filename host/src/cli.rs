@@ -44,13 +44,20 @@ enum Command {
 /// Parses arguments, runs the command and prints errors as one line plus causes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        logs.json().init();
-    } else {
-        logs.init();
+    {
+        use tracing_subscriber::layer::{Layer, SubscriberExt};
+        use tracing_subscriber::util::SubscriberInitExt;
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let registry = tracing_subscriber::registry();
+        if cli.log_format == "json" {
+            registry
+                .with(logs.json().with_filter(crate::logging::filter(&cli.log)))
+                .init();
+        } else {
+            registry
+                .with(logs.with_filter(crate::logging::filter(&cli.log)))
+                .init();
+        }
     }
     // kube's TLS uses rustls; pick its crypto provider once for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod kube_client;
 pub mod kube_credentials;
+pub mod logging;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;

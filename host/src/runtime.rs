@@ -8,6 +8,7 @@ mod deadline;
 pub mod egress;
 mod engine;
 mod grant;
+mod redact;
 mod sandbox;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use self::bindings::{ProviderPre, wit};
 use self::credentials::CredentialPolicy;
 use self::egress::{AddressPolicy, EgressClient, EgressHooks};
 use self::engine::Host;
+use self::redact::Redactor;
 use self::sandbox::{Limiter, Sandbox};
 use crate::backend::{
     Backend, BackendError, Capabilities, FindCriteria, GetResult, MetadataPolicy, ProviderError,
@@ -447,6 +449,8 @@ impl Runtime {
             credentials: self.inner.credentials.clone(),
             policy,
             log_lines: 0,
+            held_logs: Vec::new(),
+            redactor: Redactor::default(),
             ticks: 0,
             cpu_exhausted: false,
         };
@@ -515,19 +519,25 @@ impl Runtime {
     }
 
     /// Runs `op` against a freshly opened client of `store`'s provider, under its limits.
-    async fn call<T>(&self, store: &StoreContext, op: impl GuestOp<T>) -> Result<T, BackendError> {
-        self.call_noting_refusals(store, op)
+    async fn call<T: Secrets>(
+        &self,
+        store: &StoreContext,
+        op: impl GuestOp<T>,
+    ) -> Result<T, BackendError> {
+        self.call_noting_refusals(store, &[], op)
             .await
             .map(|(value, _)| value)
     }
 
-    /// Like [`Runtime::call`], also returning what the host refused during a successful
-    /// call, for results that carry their own errors (batched gets).
-    async fn call_noting_refusals<T>(
+    /// Like [`Runtime::call`], with the secret bytes handed to the guest (`inputs`), and
+    /// also returning what the host refused and the call's secrets, for results that carry
+    /// their own errors (batched gets).
+    async fn call_noting_refusals<T: Secrets>(
         &self,
         store: &StoreContext,
+        inputs: &[&[u8]],
         op: impl GuestOp<T>,
-    ) -> Result<(T, Vec<String>), BackendError> {
+    ) -> Result<(T, CallNotes), BackendError> {
         let provider = self
             .provider(&store.provider)
             .ok_or_else(|| RuntimeError::ProviderNotFound(store.provider.clone()))?;
@@ -554,6 +564,9 @@ impl Runtime {
             state.cache.clone(),
             state.policy.clone(),
         );
+        for input in inputs {
+            wstore.data_mut().redactor.add(input);
+        }
         let config_text = &state.config_text;
         let info = store_info_to_wit(&store.info);
         let timeout = provider.grants.limits.call_timeout;
@@ -570,7 +583,15 @@ impl Runtime {
             }
         };
         let outcome = self.inner.host.deadlines.timeout(timeout, run).await;
-        let data = wstore.data();
+        let data = wstore.data_mut();
+        if let Ok(Ok(Ok(value))) = &outcome {
+            value.each_secret(&mut |bytes| data.redactor.add(bytes));
+        }
+        data.flush_logs();
+        let notes = CallNotes {
+            refusals: data.egress.refusals(),
+            redactor: std::mem::take(&mut data.redactor),
+        };
         match outcome {
             Err(_) => Err(RuntimeError::Timeout {
                 provider: provider.name.clone(),
@@ -578,8 +599,50 @@ impl Runtime {
             }
             .into()),
             Ok(Err(trap)) => Err(trap_error(&trap, data, &provider.grants).into()),
-            Ok(Ok(Err(e))) => Err(provider_error(e, &data.egress.refusals()).into()),
-            Ok(Ok(Ok(value))) => Ok((value, data.egress.refusals())),
+            Ok(Ok(Err(e))) => Err(provider_error(e, &notes).into()),
+            Ok(Ok(Ok(value))) => Ok((value, notes)),
+        }
+    }
+}
+
+/// What the host learned during a call: the requests it refused and the secret bytes the
+/// guest touched.
+struct CallNotes {
+    refusals: Vec<String>,
+    redactor: Redactor,
+}
+
+/// The secret bytes in an operation's result, so that the guest's log lines and errors
+/// cannot carry them out.
+trait Secrets {
+    /// Calls `f` with each secret value.
+    fn each_secret(&self, _f: &mut dyn FnMut(&[u8])) {}
+}
+
+impl Secrets for () {}
+impl Secrets for bool {}
+impl Secrets for Validation {}
+
+impl Secrets for SecretMap {
+    fn each_secret(&self, f: &mut dyn FnMut(&[u8])) {
+        for (_, value) in self {
+            f(value.expose());
+        }
+    }
+}
+
+impl Secrets for Option<SecretMap> {
+    fn each_secret(&self, f: &mut dyn FnMut(&[u8])) {
+        if let Some(map) = self {
+            map.each_secret(f);
+        }
+    }
+}
+
+impl Secrets for Vec<Result<Option<Vec<u8>>, wit::Error>> {
+    fn each_secret(&self, f: &mut dyn FnMut(&[u8])) {
+        for value in self.iter().flatten().flatten() {
+            f(value);
         }
     }
 }
@@ -687,13 +750,15 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
     RuntimeError::Trap { provider, message }
 }
 
-/// Converts the guest's error, adding what the host refused during the call.
-fn provider_error(e: wit::Error, refusals: &[String]) -> ProviderError {
+/// Converts the guest's error, hiding the call's secrets in its text and adding what the
+/// host refused during the call.
+fn provider_error(e: wit::Error, notes: &CallNotes) -> ProviderError {
     let with_host = |m: String| {
-        if refusals.is_empty() {
+        let m = notes.redactor.redact_string(m);
+        if notes.refusals.is_empty() {
             m
         } else {
-            format!("{m} (host: {})", refusals.join("; "))
+            format!("{m} (host: {})", notes.refusals.join("; "))
         }
     };
     match e {
@@ -783,8 +848,8 @@ impl Backend for Runtime {
         refs: &[RemoteRef],
     ) -> Result<Vec<GetResult>, BackendError> {
         let wit_refs: Vec<wit::RemoteRef> = refs.iter().map(remote_ref_to_wit).collect();
-        let (results, refusals) = self
-            .call_noting_refusals(store, async |s, b, c| {
+        let (results, notes) = self
+            .call_noting_refusals(store, &[], async |s, b, c| {
                 let r = b
                     .airlock_provider_secrets()
                     .client()
@@ -808,7 +873,7 @@ impl Backend for Runtime {
             .into_iter()
             .map(|r| {
                 r.map(|v| v.map(SecretValue::new))
-                    .map_err(|e| provider_error(e, &refusals))
+                    .map_err(|e| provider_error(e, &notes))
             })
             .collect())
     }
@@ -865,13 +930,14 @@ impl Backend for Runtime {
             value: request.value.expose().to_vec(),
             metadata: request.metadata.as_ref().map(|m| m.to_string()),
         };
-        self.call(store, async |s, b, c| {
+        self.call_noting_refusals(store, &[request.value.expose()], async |s, b, c| {
             b.airlock_provider_secrets()
                 .client()
                 .call_push_secret(s, c, &req)
                 .await
         })
         .await
+        .map(|((), _)| ())
     }
 
     async fn delete_secret(

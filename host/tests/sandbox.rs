@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock::backend::{BackendError, ProviderError, StoreContext};
@@ -37,6 +37,22 @@ async fn still_serves(rt: &Runtime) {
 async fn hostile(rt: &Runtime, g: Grants) -> StoreContext {
     install(rt, "hostile", airlock_test_artifacts::HOSTILE, g).await;
     store("hostile", "attacker", json!({}))
+}
+
+/// A runtime with `creds` and the hostile guest, and a store of it named `name` whose
+/// configuration names the Secret key `db/password`.
+async fn hostile_reading_db_password(
+    creds: StaticCredentials,
+    name: &str,
+) -> (Runtime, StoreContext) {
+    let rt = common::runtime_with(creds);
+    hostile(&rt, Grants::none()).await;
+    let s = store(
+        "hostile",
+        name,
+        json!({"auth": {"secretRef": {"name": "db", "key": "password"}}}),
+    );
+    (rt, s)
 }
 
 fn unavailable(e: BackendError) -> String {
@@ -367,19 +383,7 @@ async fn a_credential_selector_absent_from_the_store_config_is_denied() {
         .with_secret("team-a", "db", "password", b"hunter2")
         .with_secret("team-a", "db", "admin-password", b"root!")
         .with_secret("kube-system", "db", "password", b"cluster");
-    let rt = common::runtime_with(creds);
-    install(
-        &rt,
-        "hostile",
-        airlock_test_artifacts::HOSTILE,
-        Grants::none(),
-    )
-    .await;
-    let s = store(
-        "hostile",
-        "attacker",
-        json!({"auth": {"secretRef": {"name": "db", "key": "password"}}}),
-    );
+    let (rt, s) = hostile_reading_db_password(creds, "attacker").await;
     assert_eq!(
         get(&rt, &s, "secret:db/password").await.unwrap().as_deref(),
         Some("hunter2")
@@ -398,6 +402,140 @@ async fn a_credential_selector_absent_from_the_store_config_is_denied() {
         "{err}"
     );
     still_serves(&rt).await;
+}
+
+/// What `tracing` wrote on this thread while the guard lives.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Captures at TRACE through the operator's own filter.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::layer::{Layer, SubscriberExt};
+        tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(self.clone())
+                    .with_ansi(false)
+                    .with_filter(airlock::logging::filter("trace")),
+            ),
+        )
+    }
+
+    /// Captures everything at TRACE, unfiltered.
+    fn install_unfiltered(&self) -> tracing::subscriber::DefaultGuard {
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(self.clone())
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .finish(),
+        )
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn secrets_a_guest_puts_in_its_log_or_its_errors_are_redacted() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let creds =
+        StaticCredentials::default().with_secret("team-a", "db", "password", b"hunter2-horse");
+    let (rt, s) = hostile_reading_db_password(creds, "leaky").await;
+    // A credential the host handed over.
+    let err = get(&rt, &s, "leak-credential:db/password")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the backend rejected [redacted]"),
+        "{err}"
+    );
+    // A value the guest returns is the caller's, whole; only the log hides it.
+    assert_eq!(
+        get(&rt, &s, "leak-value:value-s3cr3t")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("value-s3cr3t")
+    );
+    // A token the guest keeps in the host's cache.
+    let err = get(&rt, &s, "leak-cached:tok-abcdef").await.unwrap_err();
+    let message = unavailable(err);
+    assert!(
+        message.contains("renewing token [redacted] failed"),
+        "{message}"
+    );
+    let logs = captured.text();
+    for line in [
+        "logging in with [redacted]",
+        "returning [redacted] to the host",
+        "login gave token=[redacted]",
+    ] {
+        assert!(logs.contains(line), "{line:?} not in:\n{logs}");
+    }
+    for secret in ["hunter2", "value-s3cr3t", "tok-abcdef"] {
+        assert!(!logs.contains(secret), "{secret} leaked into:\n{logs}");
+    }
+}
+
+/// wasmtime's WASI bindings trace every call across the boundary with its arguments; the
+/// operator's log filter drops them even at `trace`.
+#[tokio::test]
+async fn the_operators_log_filter_drops_the_bindings_traces_even_at_trace() {
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://127.0.0.1:{}", server.port)])).await;
+    // A token in the query string, as some backends take one: `set-path-with-query`
+    // passes it as a string, which the bindings' traces print.
+    let post = format!("post:{}|body", server.url("/echo?token=q-s3cr3t"));
+
+    let unfiltered = Captured::default();
+    {
+        let _guard = unfiltered.install_unfiltered();
+        assert_eq!(
+            get(&rt, &s, &post).await.unwrap().as_deref(),
+            Some("200 body")
+        );
+    }
+    assert!(
+        unfiltered.text().contains("q-s3cr3t"),
+        "without the filter the bindings trace the path:\n{}",
+        unfiltered.text()
+    );
+
+    let filtered = Captured::default();
+    {
+        let _guard = filtered.install();
+        assert_eq!(
+            get(&rt, &s, &post).await.unwrap().as_deref(),
+            Some("200 body")
+        );
+    }
+    let logs = filtered.text();
+    assert!(!logs.contains("wit-bindgen"), "{logs}");
+    assert!(!logs.contains("s3cr3t"), "{logs}");
 }
 
 #[tokio::test]

@@ -4,9 +4,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "provider",
+    // No `tracing` on imports: it would log credentials, cache values and guest log text.
     imports: {
         "airlock:provider/credentials": async,
-        default: tracing,
     },
     exports: { default: async },
     with: {

@@ -12,10 +12,14 @@ use super::bindings::airlock::provider::{cache, credentials, log};
 use super::cache::StoreCache;
 use super::credentials::{CredentialError, CredentialPolicy, Credentials};
 use super::egress::EgressHooks;
+use super::redact::Redactor;
 use crate::backend::StoreInfo;
 
-/// Longest guest log line kept.
+/// Longest guest log line written.
 const MAX_LOG_LINE: usize = 1024;
+/// Longest guest log line held until the call ends. Redaction runs on this, before the
+/// line is cut to [`MAX_LOG_LINE`], so a long secret is matched whole, not left half-cut.
+const MAX_HELD_LOG_LINE: usize = 16 << 10;
 /// Log lines one call may write.
 const MAX_LOG_LINES: u32 = 100;
 
@@ -32,6 +36,10 @@ pub struct Sandbox {
     pub(super) credentials: Credentials,
     pub(super) policy: CredentialPolicy,
     pub(super) log_lines: u32,
+    /// Guest log lines, written when the call ends (see [`Redactor`]).
+    pub(super) held_logs: Vec<(log::Level, String)>,
+    /// The secret bytes this call touched.
+    pub(super) redactor: Redactor,
     /// Epoch ticks the guest has run for.
     pub(super) ticks: u64,
     /// Set when the CPU budget ran out.
@@ -106,42 +114,71 @@ impl log::Host for Sandbox {
         if self.log_lines > MAX_LOG_LINES {
             return;
         }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
+        self.held_logs
+            .push((level, truncate(message, MAX_HELD_LOG_LINE)));
+    }
+}
+
+/// `message` cut to at most `max` bytes on a character boundary, marked when cut.
+fn truncate(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut cut = max;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
         }
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+// Whatever way a call ends, its log lines are written when its store goes.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.flush_logs();
+    }
+}
+
+impl Sandbox {
+    /// Writes the guest's held log lines to `tracing` with the store's identity, each with
+    /// the call's secrets redacted.
+    pub(super) fn flush_logs(&mut self) {
         let (provider, store, ns) = (&*self.provider, &self.store.name, &self.store.namespace);
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
-            }
-            log::Level::Info => {
-                tracing::info!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
-            }
-            log::Level::Warn => {
-                tracing::warn!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
-            }
-            log::Level::Error => {
-                tracing::error!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+        for (level, message) in self.held_logs.drain(..) {
+            let message = truncate(self.redactor.redact_string(message), MAX_LOG_LINE);
+            match level {
+                log::Level::Trace => {
+                    tracing::trace!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+                }
+                log::Level::Debug => {
+                    tracing::debug!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+                }
+                log::Level::Info => {
+                    tracing::info!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+                }
+                log::Level::Warn => {
+                    tracing::warn!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+                }
+                log::Level::Error => {
+                    tracing::error!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
+                }
             }
         }
     }
 }
 
 impl cache::Host for Sandbox {
+    // What a provider keeps between calls is tokens and temporary credentials: secret.
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.cache.get(&key)
+        let value = self.cache.get(&key);
+        if let Some(value) = &value {
+            self.redactor.add(value);
+        }
+        value
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
+        self.redactor.add(&value);
         if !self
             .cache
             .set(&key, &value, std::time::Duration::from_millis(ttl_ms))
@@ -203,6 +240,7 @@ impl credentials::Host for Sandbox {
             .secret_key(&ns, &selector.name, &selector.key)
             .await
             .map_err(to_wit)?;
+        self.redactor.add(value.expose_secret());
         Ok(value.expose_secret().to_vec())
     }
 
@@ -238,6 +276,7 @@ impl credentials::Host for Sandbox {
             .service_account_token(&ns, &selector.name, &selector.audiences)
             .await
             .map_err(to_wit)?;
+        self.redactor.add(token.token.expose_secret().as_bytes());
         Ok(credentials::Token {
             token: token.token.expose_secret().to_string(),
             expires_at_ms: token.expires_at_ms,
@@ -268,6 +307,7 @@ impl credentials::Host for Sandbox {
             .map_err(to_wit)?;
         let source = self.credentials.clone();
         let token = source.operator_token(&audiences).await.map_err(to_wit)?;
+        self.redactor.add(token.token.expose_secret().as_bytes());
         Ok(credentials::Token {
             token: token.token.expose_secret().to_string(),
             expires_at_ms: token.expires_at_ms,

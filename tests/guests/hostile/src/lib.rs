@@ -128,6 +128,30 @@ impl Client for HostileClient {
                     Err(e) => Err(Error::other(format!("{e:?}"))),
                 }
             }
+            // Try to carry secrets out through the log and the error text: the host must
+            // redact them in both.
+            "leak-credential" => {
+                let (name, key) = arg.split_once('/').unwrap_or((arg, ""));
+                let selector = credentials::KeySelector {
+                    name: name.into(),
+                    key: key.into(),
+                    namespace: None,
+                };
+                let value = credentials::secret_key(&selector)
+                    .map_err(|e| Error::other(format!("{e:?}")))?;
+                let text = String::from_utf8_lossy(&value).into_owned();
+                log::log(log::Level::Warn, &format!("logging in with {text}"));
+                Err(Error::access_denied(format!("the backend rejected {text}")))
+            }
+            "leak-value" => {
+                log::log(log::Level::Info, &format!("returning {arg} to the host"));
+                ok(arg)
+            }
+            "leak-cached" => {
+                cache::set("token", arg.as_bytes(), 60_000);
+                log::log(log::Level::Error, &format!("login gave token={arg}"));
+                Err(Error::unavailable(format!("renewing token {arg} failed")))
+            }
             "cache-put" => {
                 let (k, v) = arg.split_once('=').unwrap_or((arg, ""));
                 cache::set(k, v.as_bytes(), 60_000);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wasmtime::component::ResourceAny;
+use wasmtime::component::{ResourceAny, ResourceTable, ResourceTableError};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -104,6 +104,17 @@ pub enum RuntimeError {
         /// The limit.
         limit: u64,
     },
+    /// The guest held more host-side resources (HTTP fields, requests, streams, pollables)
+    /// at once than a call may.
+    #[error(
+        "provider {provider} held more than {limit} host resources (HTTP fields, requests, streams) at once and was stopped"
+    )]
+    ResourceLimit {
+        /// The provider.
+        provider: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The guest trapped (panicked, hit `unreachable`, …).
     #[error("provider {provider} crashed: {message}")]
     Trap {
@@ -129,6 +140,7 @@ impl RuntimeError {
             RuntimeError::CpuDeadline { .. } => "ProviderCPUDeadlineExceeded",
             RuntimeError::Timeout { .. } => "ProviderTimeout",
             RuntimeError::MemoryLimit { .. } => "ProviderMemoryLimitExceeded",
+            RuntimeError::ResourceLimit { .. } => "ProviderResourceLimitExceeded",
             RuntimeError::Trap { .. } => "ProviderCrashed",
         }
     }
@@ -202,6 +214,13 @@ struct StoreState {
     policy: CredentialPolicy,
     schema_error: Option<String>,
 }
+
+/// Host-side resources (HTTP fields, requests, bodies, streams, pollables) a call may hold
+/// at once. A request needs about a dozen; with [`FIELD_SIZE_LIMIT`] this bounds the host
+/// memory one call can pin to about 16 MiB.
+pub const MAX_HOST_RESOURCES: usize = 512;
+/// Bytes (in memory, roughly) of one set of HTTP fields a guest builds.
+const FIELD_SIZE_LIMIT: usize = 32 << 10;
 
 /// Store configurations remembered at most; past this the map starts over, which only
 /// costs a recomputation (and drops provider caches of stores not seen since).
@@ -436,8 +455,17 @@ impl Runtime {
         let wasi = WasiCtxBuilder::new().build();
         let sandbox = Sandbox {
             wasi,
-            table: Default::default(),
-            http: WasiHttpCtx::new(),
+            table: {
+                // Each resource is host memory the guest's memory limit does not count.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HOST_RESOURCES);
+                table
+            },
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(FIELD_SIZE_LIMIT);
+                http
+            },
             egress,
             limiter: Limiter {
                 memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
@@ -738,6 +766,17 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
         return RuntimeError::MemoryLimit {
             provider,
             limit: grants.limits.memory_bytes,
+        };
+    }
+    if e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    }) {
+        return RuntimeError::ResourceLimit {
+            provider,
+            limit: MAX_HOST_RESOURCES,
         };
     }
     let mut message = format!("{e:#}");

@@ -308,6 +308,23 @@ async fn a_memory_bomb_is_stopped_by_the_memory_limit() {
 }
 
 #[tokio::test]
+async fn a_host_resource_bomb_is_stopped_by_the_resource_limit() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    let err = get(&rt, &s, "resource-bomb").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::Runtime(RuntimeError::ResourceLimit { limit, .. })
+                if limit == airlock::runtime::MAX_HOST_RESOURCES
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("host resources"), "{err}");
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
 async fn an_oversized_response_is_cut_by_the_bound() {
     let server = serve().await;
     let rt = common::runtime();

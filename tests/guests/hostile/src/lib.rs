@@ -152,6 +152,7 @@ impl Client for HostileClient {
                 log::log(log::Level::Error, &format!("login gave token={arg}"));
                 Err(Error::unavailable(format!("renewing token {arg} failed")))
             }
+            "resource-bomb" => resource_bomb(),
             "cache-put" => {
                 let (k, v) = arg.split_once('=').unwrap_or((arg, ""));
                 cache::set(k, v.as_bytes(), 60_000);
@@ -253,6 +254,25 @@ fn post_body_after_handle(url: &str, body: &[u8]) -> Result<Value, Error> {
         read.extend_from_slice(&bytes);
     }
     ok(format!("{status} {}", String::from_utf8_lossy(&read)))
+}
+
+/// Makes host-side resources and never drops them: HTTP fields of 16 KiB each, host
+/// memory that the guest's own memory limit does not count.
+#[cfg(target_arch = "wasm32")]
+fn resource_bomb() -> Result<Value, Error> {
+    use wasip2::http::types::Fields;
+    let pad = vec![b'a'; 16 << 10];
+    for _ in 0..10_000_000u64 {
+        let fields = Fields::new();
+        let _ = fields.append("x-pad", &pad);
+        std::mem::forget(fields);
+    }
+    ok("the host never stopped me")
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn resource_bomb() -> Result<Value, Error> {
+    Err(Error::unsupported("wasm only"))
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -477,6 +477,7 @@ impl Runtime {
             credentials: self.inner.credentials.clone(),
             policy,
             log_lines: 0,
+            credential_requests: 0,
             held_logs: Vec::new(),
             redactor: Redactor::default(),
             ticks: 0,

@@ -556,6 +556,25 @@ async fn the_operators_log_filter_drops_the_bindings_traces_even_at_trace() {
 }
 
 #[tokio::test]
+async fn a_credential_flood_is_refused_past_the_per_call_bound() {
+    let creds = StaticCredentials::default().with_secret("team-a", "db", "password", b"pw");
+    let (rt, s) = hostile_reading_db_password(creds, "flooder").await;
+    let answer = get(&rt, &s, "credential-flood:db/password")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        answer.starts_with("32 granted, then: more than 32 credential requests in one call"),
+        "{answer}"
+    );
+    // The bound is per call: the next call is granted again.
+    assert_eq!(
+        get(&rt, &s, "secret:db/password").await.unwrap().as_deref(),
+        Some("pw")
+    );
+}
+
+#[tokio::test]
 async fn two_stores_never_see_each_others_state() {
     let rt = common::runtime();
     install(

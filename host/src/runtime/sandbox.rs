@@ -22,6 +22,9 @@ const MAX_LOG_LINE: usize = 1024;
 const MAX_HELD_LOG_LINE: usize = 16 << 10;
 /// Log lines one call may write.
 const MAX_LOG_LINES: u32 = 100;
+/// Credential requests one call may make: each is a Kubernetes API request (a TokenRequest
+/// creates a token), and a provider needs a handful.
+pub(super) const MAX_CREDENTIAL_REQUESTS: u32 = 32;
 
 /// Store data of one call.
 pub struct Sandbox {
@@ -36,6 +39,8 @@ pub struct Sandbox {
     pub(super) credentials: Credentials,
     pub(super) policy: CredentialPolicy,
     pub(super) log_lines: u32,
+    /// Credential requests made so far in this call.
+    pub(super) credential_requests: u32,
     /// Guest log lines, written when the call ends (see [`Redactor`]).
     pub(super) held_logs: Vec<(log::Level, String)>,
     /// The secret bytes this call touched.
@@ -207,6 +212,20 @@ fn denied_log(provider: &str, e: &CredentialError) {
 }
 
 impl Sandbox {
+    /// Counts one credential request, refusing those past [`MAX_CREDENTIAL_REQUESTS`].
+    fn count_credential_request(&mut self) -> Result<(), credentials::CredentialError> {
+        self.credential_requests += 1;
+        if self.credential_requests > MAX_CREDENTIAL_REQUESTS {
+            let e = CredentialError::Denied(format!(
+                "more than {MAX_CREDENTIAL_REQUESTS} credential requests in one call \
+                 (each is a Kubernetes API request)"
+            ));
+            denied_log(&self.provider, &e);
+            return Err(to_wit(e));
+        }
+        Ok(())
+    }
+
     /// The namespace of a ServiceAccount the store's configuration names, or the denial.
     fn account_namespace(
         &self,
@@ -224,6 +243,7 @@ impl credentials::Host for Sandbox {
         &mut self,
         selector: credentials::KeySelector,
     ) -> Result<Vec<u8>, credentials::CredentialError> {
+        self.count_credential_request()?;
         use secrecy::ExposeSecret;
         let ns = self
             .policy
@@ -248,6 +268,7 @@ impl credentials::Host for Sandbox {
         &mut self,
         selector: credentials::KeySelector,
     ) -> Result<String, credentials::CredentialError> {
+        self.count_credential_request()?;
         let ns = self
             .policy
             .check_key(
@@ -269,6 +290,7 @@ impl credentials::Host for Sandbox {
         &mut self,
         selector: credentials::ServiceAccountSelector,
     ) -> Result<credentials::Token, credentials::CredentialError> {
+        self.count_credential_request()?;
         use secrecy::ExposeSecret;
         let ns = self.account_namespace(&selector)?;
         let source = self.credentials.clone();
@@ -288,6 +310,7 @@ impl credentials::Host for Sandbox {
         selector: credentials::ServiceAccountSelector,
         annotation: String,
     ) -> Result<Option<String>, credentials::CredentialError> {
+        self.count_credential_request()?;
         let ns = self.account_namespace(&selector)?;
         let source = self.credentials.clone();
         source
@@ -300,6 +323,7 @@ impl credentials::Host for Sandbox {
         &mut self,
         audiences: Vec<String>,
     ) -> Result<credentials::Token, credentials::CredentialError> {
+        self.count_credential_request()?;
         use secrecy::ExposeSecret;
         self.policy
             .check_operator_token(&self.provider)

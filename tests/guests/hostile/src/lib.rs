@@ -153,6 +153,25 @@ impl Client for HostileClient {
                 Err(Error::unavailable(format!("renewing token {arg} failed")))
             }
             "resource-bomb" => resource_bomb(),
+            "credential-flood" => {
+                let (name, key) = arg.split_once('/').unwrap_or((arg, ""));
+                let selector = credentials::KeySelector {
+                    name: name.into(),
+                    key: key.into(),
+                    namespace: None,
+                };
+                let mut granted = 0;
+                for _ in 0..10_000 {
+                    match credentials::secret_key(&selector) {
+                        Ok(_) => granted += 1,
+                        Err(credentials::CredentialError::Denied(m)) => {
+                            return ok(format!("{granted} granted, then: {m}"));
+                        }
+                        Err(e) => return Err(Error::other(format!("{e:?}"))),
+                    }
+                }
+                ok(format!("{granted} granted, never refused"))
+            }
             "cache-put" => {
                 let (k, v) = arg.split_once('=').unwrap_or((arg, ""));
                 cache::set(k, v.as_bytes(), 60_000);

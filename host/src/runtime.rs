@@ -477,6 +477,7 @@ impl Runtime {
             credentials: self.inner.credentials.clone(),
             policy,
             log_lines: 0,
+            panic: None,
             credential_requests: 0,
             held_logs: Vec::new(),
             redactor: Redactor::default(),
@@ -627,7 +628,13 @@ impl Runtime {
                 timeout,
             }
             .into()),
-            Ok(Err(trap)) => Err(trap_error(&trap, data, &provider.grants).into()),
+            Ok(Err(trap)) => {
+                let mut error = trap_error(&trap, data, &provider.grants);
+                if let RuntimeError::Trap { message, .. } = &mut error {
+                    *message = notes.redactor.redact_string(std::mem::take(message));
+                }
+                Err(error.into())
+            }
             Ok(Ok(Err(e))) => Err(provider_error(e, &notes).into()),
             Ok(Ok(Ok(value))) => Ok((value, notes)),
         }
@@ -780,8 +787,28 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
             limit: MAX_HOST_RESOURCES,
         };
     }
-    let mut message = format!("{e:#}");
-    message = message.lines().take(12).collect::<Vec<_>>().join("\n");
+    // The reason first (wasmtime puts it after the backtrace), what the guest reported on
+    // panicking, then the innermost frames.
+    let mut message = e.root_cause().to_string();
+    if let Some(panic) = &data.panic {
+        message.push_str("; the provider panicked at ");
+        message.push_str(panic.trim_start_matches("panicked at "));
+    }
+    let full = format!("{e:#}");
+    let frames: Vec<&str> = full
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .take(5)
+        .collect();
+    if !frames.is_empty() {
+        message.push_str("; wasm backtrace: ");
+        message.push_str(&frames.join(" | "));
+    }
     let refusals = data.egress.refusals();
     if !refusals.is_empty() {
         message.push_str("; host: ");

@@ -308,6 +308,23 @@ async fn a_memory_bomb_is_stopped_by_the_memory_limit() {
 }
 
 #[tokio::test]
+async fn a_stack_overflow_fails_its_call_only() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    let err = get(&rt, &s, "recurse").await.unwrap_err();
+    match &err {
+        // Rust's stack lives in linear memory: overflowing it is an out-of-bounds access
+        // there, which wasm stops like any other; the reason leads the message.
+        BackendError::Runtime(RuntimeError::Trap { message, .. }) => assert!(
+            message.starts_with("wasm trap: out of bounds memory access; wasm backtrace: 0:"),
+            "{message}"
+        ),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
 async fn a_host_resource_bomb_is_stopped_by_the_resource_limit() {
     let rt = common::runtime();
     let s = hostile(&rt, Grants::none()).await;
@@ -489,6 +506,11 @@ async fn secrets_a_guest_puts_in_its_log_or_its_errors_are_redacted() {
         err.to_string().contains("the backend rejected [redacted]"),
         "{err}"
     );
+    // A panic message: the SDK's hook reports it, the host redacts it.
+    let err = get(&rt, &s, "panic-with-credential:db/password")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot parse [redacted]"), "{err}");
     // A value the guest returns is the caller's, whole; only the log hides it.
     assert_eq!(
         get(&rt, &s, "leak-value:value-s3cr3t")
@@ -642,6 +664,13 @@ async fn a_panicking_guest_fails_its_call_only() {
     let s = hostile(&rt, Grants::none()).await;
     let err = get(&rt, &s, "panic").await.unwrap_err();
     assert_eq!(err.reason(), "ProviderCrashed", "{err}");
+    // The SDK's panic hook reports where and why; the host puts it in the error.
+    let message = err.to_string();
+    assert!(
+        message.contains("the provider panicked at ")
+            && message.contains("hostile guest panics on purpose"),
+        "{message}"
+    );
     assert_eq!(get(&rt, &s, "counter").await.unwrap().as_deref(), Some("1"));
     still_serves(&rt).await;
 }

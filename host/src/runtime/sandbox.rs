@@ -22,6 +22,9 @@ const MAX_LOG_LINE: usize = 1024;
 const MAX_HELD_LOG_LINE: usize = 16 << 10;
 /// Log lines one call may write.
 const MAX_LOG_LINES: u32 = 100;
+/// How the Rust SDK's panic hook starts its log line (`airlock_provider_sdk::PANIC_PREFIX`);
+/// guests in other languages may use it too.
+const PANIC_PREFIX: &str = "panic: ";
 /// Credential requests one call may make: each is a Kubernetes API request (a TokenRequest
 /// creates a token), and a provider needs a handful.
 pub(super) const MAX_CREDENTIAL_REQUESTS: u32 = 32;
@@ -39,6 +42,8 @@ pub struct Sandbox {
     pub(super) credentials: Credentials,
     pub(super) policy: CredentialPolicy,
     pub(super) log_lines: u32,
+    /// The guest's panic report (the SDK's panic hook logs one), for the trap's message.
+    pub(super) panic: Option<String>,
     /// Credential requests made so far in this call.
     pub(super) credential_requests: u32,
     /// Guest log lines, written when the call ends (see [`Redactor`]).
@@ -115,6 +120,12 @@ impl ResourceLimiter for Limiter {
 
 impl log::Host for Sandbox {
     fn log(&mut self, level: log::Level, message: String) {
+        if level == log::Level::Error
+            && self.panic.is_none()
+            && let Some(report) = message.strip_prefix(PANIC_PREFIX)
+        {
+            self.panic = Some(truncate(report.to_string(), MAX_LOG_LINE));
+        }
         self.log_lines += 1;
         if self.log_lines > MAX_LOG_LINES {
             return;

@@ -9,6 +9,21 @@ use crate::{
     SecretEntry, StoreInfo, Validation, Value,
 };
 
+/// What the SDK's panic hook writes before the message, at `error` level. The host puts
+/// the line (redacted) into the call's error, so a crash says where and why.
+pub const PANIC_PREFIX: &str = "panic: ";
+
+/// Sends panics to the host's log instead of the discarded stderr. Each call runs in a
+/// fresh instance, so this runs once per call.
+fn report_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            crate::log::log(crate::log::Level::Error, &format!("{PANIC_PREFIX}{info}"));
+        }));
+    });
+}
+
 /// The exported component for provider `P`; named by [`export_provider!`](crate::export_provider).
 #[derive(Debug)]
 pub struct Export<P>(PhantomData<P>);
@@ -21,6 +36,7 @@ impl<P: crate::Provider> wit::Guest for Export<P> {
     type Client = ClientBox<P::Client>;
 
     fn metadata() -> ProviderMetadata {
+        report_panics();
         P::metadata()
     }
 
@@ -35,6 +51,7 @@ impl<P: crate::Provider> wit::Guest for Export<P> {
 
 impl<C: Client> wit::GuestClient for ClientBox<C> {
     fn open(config: String, store: StoreInfo) -> Result<wit::Client, Error> {
+        report_panics();
         C::open(&config, store).map(|c| wit::Client::new(ClientBox(c)))
     }
 

@@ -28,7 +28,7 @@ pub use bindings::airlock::provider::types::{
     SecretEntry, StoreCapabilities as Capabilities, StoreInfo, StoreKind, Validation,
 };
 pub use bindings::airlock::provider::{cache, credentials, log};
-pub use export::{ClientBox, Export};
+pub use export::{ClientBox, Export, PANIC_PREFIX};
 
 /// A value read from a backend, or `None` when it does not exist.
 pub type Value = Option<Vec<u8>>;

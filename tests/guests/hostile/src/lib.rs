@@ -131,18 +131,11 @@ impl Client for HostileClient {
             // Try to carry secrets out through the log and the error text: the host must
             // redact them in both.
             "leak-credential" => {
-                let (name, key) = arg.split_once('/').unwrap_or((arg, ""));
-                let selector = credentials::KeySelector {
-                    name: name.into(),
-                    key: key.into(),
-                    namespace: None,
-                };
-                let value = credentials::secret_key(&selector)
-                    .map_err(|e| Error::other(format!("{e:?}")))?;
-                let text = String::from_utf8_lossy(&value).into_owned();
+                let text = credential_text(arg)?;
                 log::log(log::Level::Warn, &format!("logging in with {text}"));
                 Err(Error::access_denied(format!("the backend rejected {text}")))
             }
+            "panic-with-credential" => panic!("cannot parse {}", credential_text(arg)?),
             "leak-value" => {
                 log::log(log::Level::Info, &format!("returning {arg} to the host"));
                 ok(arg)
@@ -153,13 +146,9 @@ impl Client for HostileClient {
                 Err(Error::unavailable(format!("renewing token {arg} failed")))
             }
             "resource-bomb" => resource_bomb(),
+            "recurse" => ok(format!("{}", recurse(std::hint::black_box(1)))),
             "credential-flood" => {
-                let (name, key) = arg.split_once('/').unwrap_or((arg, ""));
-                let selector = credentials::KeySelector {
-                    name: name.into(),
-                    key: key.into(),
-                    namespace: None,
-                };
+                let selector = key_selector(arg);
                 let mut granted = 0;
                 for _ in 0..10_000 {
                     match credentials::secret_key(&selector) {
@@ -273,6 +262,31 @@ fn post_body_after_handle(url: &str, body: &[u8]) -> Result<Value, Error> {
         read.extend_from_slice(&bytes);
     }
     ok(format!("{status} {}", String::from_utf8_lossy(&read)))
+}
+
+/// `name/key` as a selector in the store's own namespace.
+fn key_selector(arg: &str) -> credentials::KeySelector {
+    let (name, key) = arg.split_once('/').unwrap_or((arg, ""));
+    credentials::KeySelector {
+        name: name.into(),
+        key: key.into(),
+        namespace: None,
+    }
+}
+
+/// The Secret key `name/key` the host hands over, as text.
+fn credential_text(arg: &str) -> Result<String, Error> {
+    let value =
+        credentials::secret_key(&key_selector(arg)).map_err(|e| Error::other(format!("{e:?}")))?;
+    Ok(String::from_utf8_lossy(&value).into_owned())
+}
+
+/// Recursion without end: the wasm stack overflows.
+#[allow(unconditional_recursion, reason = "the point: a stack overflow")]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [depth; 64];
+    std::hint::black_box(&mut frame);
+    recurse(std::hint::black_box(depth + 1)) + frame[7]
 }
 
 /// Makes host-side resources and never drops them: HTTP fields of 16 KiB each, host

@@ -19,7 +19,8 @@ WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake -p airlock-provi
 test: setup lint check-generated k8s
 	cargo test --workspace --no-fail-fast
 # The benchmarks still run end to end, with few samples and unoptimised (numbers: make bench).
-	AIRLOCK_BENCH_CALLS=30 AIRLOCK_BENCH_RUNS=1 cargo test -p airlock --benches
+	AIRLOCK_BENCH_CALLS=30 AIRLOCK_BENCH_RUNS=1 AIRLOCK_BENCH_ES=40 AIRLOCK_BENCH_NS=2 \
+		cargo test -p airlock --benches
 
 ## setup: the Rust toolchain and wasm target pinned in rust-toolchain.toml, and the test
 ## servers and tools (moto, OpenBao, oras, helm, docker-registry) under $(AIRLOCK_CACHE).
@@ -56,10 +57,11 @@ k8s:
 wasm:
 	cargo build --target wasm32-wasip2 --profile wasm -p airlock-provider-fake
 
-## bench: the runtime and OCI benchmarks (print tables).
+## bench: the runtime, OCI and sync-storm benchmarks (print tables).
 bench:
 	cargo bench -p airlock --bench runtime
 	cargo bench -p airlock --bench registry
+	cargo bench -p airlock --bench sync_storm
 
 ## demo: local control plane, the chart's CRDs and Providers, the operator; prints the synced Secret.
 demo: setup

@@ -8,6 +8,8 @@
 //! `AIRLOCK_BENCH_PROVIDER=fake` measures the fake one. `AIRLOCK_BENCH_RUNS` sets the
 //! repetitions (default 5).
 
+#[path = "../tests/cluster/mod.rs"]
+mod cluster;
 #[path = "../tests/oci/mod.rs"]
 mod oci;
 
@@ -16,11 +18,9 @@ use std::time::{Duration, Instant};
 
 use airlock::controller::{self, Config};
 use airlock::crd::{ConditionStatus, Provider};
-use airlock::kube_credentials::KubeCredentials;
 use airlock::registry::{self, ArtifactCache, Registry, RegistryOptions};
 use airlock::runtime::{EngineConfig, Grants, Runtime, StaticCredentials};
 use airlock_testenv::ControlPlane;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -31,21 +31,6 @@ fn ms(d: Duration) -> String {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-async fn install_crds(client: &kube::Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in airlock::crd::all() {
-        let name = crd.metadata.name.clone().expect("name");
-        api.patch(
-            &name,
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("CRD");
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
 async fn wait_ready(api: &Api<Provider>, name: &str, since: Instant) -> Duration {
@@ -124,7 +109,7 @@ async fn main() {
     // second one (new process state, same cache dir) is timed.
     let cp = ControlPlane::shared();
     let client = cp.client();
-    install_crds(&client).await;
+    cluster::install_crds(&client).await;
     let api: Api<Provider> = Api::all(client.clone());
     let cache = tempfile::tempdir().expect("cache dir");
     let providers = tempfile::tempdir().expect("providers dir");
@@ -142,14 +127,7 @@ async fn main() {
         .await
         .expect("Provider");
         let t = Instant::now();
-        let runtime = Runtime::new(
-            &EngineConfig {
-                cache_dir: Some(cache.path().to_path_buf()),
-                ..EngineConfig::default()
-            },
-            Arc::new(KubeCredentials::new(client.clone())),
-        )
-        .expect("runtime");
+        let runtime = cluster::kube_runtime(&client, Some(cache.path().to_path_buf()));
         let config = Config {
             providers_dir: providers.path().to_path_buf(),
             cache_dir: Some(cache.path().to_path_buf()),

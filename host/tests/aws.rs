@@ -737,12 +737,8 @@ async fn the_default_provider_grants_cover_the_default_aws_endpoints() {
 // On the real control plane: the operator in-process, the aws Provider loaded from the
 // built component, moto as the backend.
 
-use std::sync::Arc;
-
 use airlock::controller::{self, Config};
 use airlock::crd::{ExternalSecret, Provider, SecretStore};
-use airlock::kube_credentials::KubeCredentials;
-use airlock::runtime::EngineConfig;
 use airlock_testenv::ControlPlane;
 use cluster::{apply, eventually, install_crds, ready_message, secret_text, string_map};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -767,14 +763,7 @@ async fn operator(prefix: &str) -> Cluster {
     let providers = tempfile::tempdir().expect("temp dir");
     std::fs::copy(airlock_test_artifacts::AWS, providers.path().join(MODULE))
         .expect("copy aws.wasm");
-    let runtime = Runtime::new(
-        &EngineConfig {
-            cache_dir: Some(common::cache_dir()),
-            ..EngineConfig::default()
-        },
-        Arc::new(KubeCredentials::new(client.clone())),
-    )
-    .expect("runtime");
+    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
     let config = Config {
         providers_dir: providers.path().to_path_buf(),
         namespace: Some(ns.clone()),

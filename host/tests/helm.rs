@@ -13,14 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use airlock::controller::{self, Config, leader::LeaderElection};
 use airlock::crd::{
     ClusterExternalSecret, ClusterSecretStore, ExternalSecret, Provider, SecretStore,
 };
-use airlock::kube_credentials::KubeCredentials;
-use airlock::runtime::{EngineConfig, Runtime};
 use airlock_testenv::ControlPlane;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -633,11 +631,7 @@ async fn the_operator_with_exactly_the_charts_rbac_syncs_external_secrets() {
         providers.path().join("airlock_provider_fake.wasm"),
     )
     .expect("copy the fake provider");
-    let runtime = Runtime::new(
-        &EngineConfig::default(),
-        Arc::new(KubeCredentials::new(client.clone())),
-    )
-    .expect("runtime");
+    let runtime = cluster::kube_runtime(&client, None);
     let config = Config {
         providers_dir: providers.path().to_path_buf(),
         ..Config::default()

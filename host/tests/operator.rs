@@ -9,13 +9,10 @@ use cluster::{
 };
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use airlock::controller::{self, Config};
 use airlock::crd::{self, ExternalSecret, Provider, SecretStore};
-use airlock::kube_credentials::KubeCredentials;
-use airlock::runtime::{EngineConfig, Runtime};
 use airlock_testenv::ControlPlane;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -45,14 +42,7 @@ async fn start(prefix: &str) -> Env {
         providers.path().join("fake.wasm"),
     )
     .expect("copy fake.wasm");
-    let runtime = Runtime::new(
-        &EngineConfig {
-            cache_dir: Some(cache_dir()),
-            ..EngineConfig::default()
-        },
-        Arc::new(KubeCredentials::new(client.clone())),
-    )
-    .expect("runtime");
+    let runtime = cluster::kube_runtime(&client, Some(cache_dir()));
     let config = Config {
         providers_dir: providers.path().to_path_buf(),
         namespace: Some(ns.clone()),

@@ -12,8 +12,7 @@ use std::sync::{OnceLock, mpsc};
 
 use airlock::controller::{self, Config};
 use airlock::crd::{Condition, ConditionStatus, Provider};
-use airlock::kube_credentials::KubeCredentials;
-use airlock::runtime::{EngineConfig, Runtime};
+use airlock::runtime::Runtime;
 use airlock_test_artifacts::{FAKE, HOSTILE};
 use airlock_testenv::ControlPlane;
 use base64::Engine as _;
@@ -374,14 +373,7 @@ fn operator() -> &'static Operator {
                     std::fs::create_dir_all(&providers).expect("providers dir");
                     std::fs::copy(FAKE, providers.join("fake.wasm")).expect("copy fake.wasm");
                     let cache = dir.join("cache");
-                    let runtime = Runtime::new(
-                        &EngineConfig {
-                            cache_dir: Some(cache.clone()),
-                            ..EngineConfig::default()
-                        },
-                        std::sync::Arc::new(KubeCredentials::new(client.clone())),
-                    )
-                    .expect("runtime");
+                    let runtime = cluster::kube_runtime(&client, Some(cache.clone()));
                     let config = Config {
                         providers_dir: providers,
                         cache_dir: Some(cache),

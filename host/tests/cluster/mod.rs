@@ -81,6 +81,24 @@ pub async fn install_crds(client: &Client) {
     }
 }
 
+/// A runtime whose credentials come from the cluster through `client`, caching
+/// precompiled components in `cache_dir` (memory only when `None`).
+pub fn kube_runtime(
+    client: &Client,
+    cache_dir: Option<std::path::PathBuf>,
+) -> airlock::runtime::Runtime {
+    airlock::runtime::Runtime::new(
+        &airlock::runtime::EngineConfig {
+            cache_dir,
+            ..airlock::runtime::EngineConfig::default()
+        },
+        std::sync::Arc::new(airlock::kube_credentials::KubeCredentials::new(
+            client.clone(),
+        )),
+    )
+    .expect("runtime")
+}
+
 /// Applies the Provider `fake`, whose module is `fake.wasm` in the operator's providers dir.
 pub async fn apply_fake_provider(client: &Client) {
     let api: Api<airlock::crd::Provider> = Api::all(client.clone());

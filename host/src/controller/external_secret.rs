@@ -81,6 +81,17 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
     controller
         .watches(secrets, managed, move |secret: Secret| {
             let namespace = secret.namespace();
+            // An owned Secret (creationPolicy Owner, the default) names its ExternalSecret:
+            // no scan over every ExternalSecret for each Secret event.
+            if let Some(owner) = secret.owner_references().iter().find(|o| {
+                o.kind == "ExternalSecret" && o.api_version.starts_with("external-secrets.io/")
+            }) {
+                let owner = ObjectRef::<ExternalSecret>::new(&owner.name);
+                return vec![match &namespace {
+                    Some(ns) => owner.within(ns),
+                    None => owner,
+                }];
+            }
             let name = secret.name_any();
             store
                 .state()

@@ -618,25 +618,24 @@ impl Runtime {
             value.each_secret(&mut |bytes| data.redactor.add(bytes));
         }
         data.flush_logs();
+        let answer = match outcome {
+            Err(_) => {
+                return Err(RuntimeError::Timeout {
+                    provider: provider.name.clone(),
+                    timeout,
+                }
+                .into());
+            }
+            Ok(Err(trap)) => return Err(trap_error(&trap, data, &provider.grants).into()),
+            Ok(Ok(answer)) => answer,
+        };
         let notes = CallNotes {
             refusals: data.egress.refusals(),
             redactor: std::mem::take(&mut data.redactor),
         };
-        match outcome {
-            Err(_) => Err(RuntimeError::Timeout {
-                provider: provider.name.clone(),
-                timeout,
-            }
-            .into()),
-            Ok(Err(trap)) => {
-                let mut error = trap_error(&trap, data, &provider.grants);
-                if let RuntimeError::Trap { message, .. } = &mut error {
-                    *message = notes.redactor.redact_string(std::mem::take(message));
-                }
-                Err(error.into())
-            }
-            Ok(Ok(Err(e))) => Err(provider_error(e, &notes).into()),
-            Ok(Ok(Ok(value))) => Ok((value, notes)),
+        match answer {
+            Err(e) => Err(provider_error(e, &notes).into()),
+            Ok(value) => Ok((value, notes)),
         }
     }
 }
@@ -814,6 +813,8 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
         message.push_str("; host: ");
         message.push_str(&refusals.join("; "));
     }
+    // The panic report is guest text: it may quote the call's secrets.
+    let message = data.redactor.redact_string(message);
     RuntimeError::Trap { provider, message }
 }
 

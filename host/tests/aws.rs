@@ -13,6 +13,7 @@ use airlock::backend::{
     RemoteRef, SecretValue, StoreContext, Validation,
 };
 use airlock::runtime::{Grants, Limits, Runtime, StaticCredentials};
+use common::get_ref;
 use moto::Moto;
 use serde_json::{Value, json};
 
@@ -75,18 +76,6 @@ fn ssm_store(moto: &Moto, extra: Value) -> StoreContext {
     )
 }
 
-async fn get_one(
-    rt: &Runtime,
-    store: &StoreContext,
-    r: RemoteRef,
-) -> Result<Option<String>, BackendError> {
-    let mut results = rt.get_secrets(store, &[r]).await?;
-    Ok(results
-        .pop()
-        .expect("one result")?
-        .map(|v| String::from_utf8_lossy(v.expose()).into_owned()))
-}
-
 fn texts(map: Vec<(String, SecretValue)>) -> BTreeMap<String, String> {
     map.into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(v.expose()).into_owned()))
@@ -135,7 +124,7 @@ async fn secrets_manager_reads_values_properties_versions_and_reports_absence() 
     let rt = runtime_for(&moto, credentials(ACCESS_KEY, SECRET_KEY)).await;
     let s = sm_store(&moto, json!({}));
 
-    let get = |r: RemoteRef| get_one(&rt, &s, r);
+    let get = |r: RemoteRef| get_ref(&rt, &s, r);
     assert_eq!(
         get(RemoteRef::key("production/database"))
             .await
@@ -264,11 +253,11 @@ async fn secrets_manager_find_matches_names_tags_and_paths_and_fetches_tags_as_m
     let mut meta = RemoteRef::key("team-a/db");
     meta.metadata_policy = MetadataPolicy::Fetch;
     let tags: Value =
-        serde_json::from_str(&get_one(&rt, &s, meta.clone()).await.unwrap().unwrap()).unwrap();
+        serde_json::from_str(&get_ref(&rt, &s, meta.clone()).await.unwrap().unwrap()).unwrap();
     assert_eq!(tags, json!({"team": "a", "env": "prod"}));
     meta.property = Some("env".into());
     assert_eq!(
-        get_one(&rt, &s, meta).await.unwrap().as_deref(),
+        get_ref(&rt, &s, meta).await.unwrap().as_deref(),
         Some("prod")
     );
 }
@@ -297,7 +286,7 @@ async fn secrets_manager_push_tags_what_it_creates_and_refuses_unmanaged_secrets
         .await
         .unwrap();
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("pushed/app"))
+        get_ref(&rt, &s, RemoteRef::key("pushed/app"))
             .await
             .unwrap()
             .as_deref(),
@@ -310,7 +299,7 @@ async fn secrets_manager_push_tags_what_it_creates_and_refuses_unmanaged_secrets
         .await
         .unwrap();
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("pushed/json"))
+        get_ref(&rt, &s, RemoteRef::key("pushed/json"))
             .await
             .unwrap()
             .as_deref(),
@@ -337,7 +326,7 @@ async fn secrets_manager_push_tags_what_it_creates_and_refuses_unmanaged_secrets
         "{refused:?}"
     );
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("hand-made"))
+        get_ref(&rt, &s, RemoteRef::key("hand-made"))
             .await
             .unwrap()
             .as_deref(),
@@ -375,14 +364,14 @@ async fn parameter_store_reads_decrypts_versions_batches_and_finds() {
     let s = ssm_store(&moto, json!({}));
 
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("/app/db/password"))
+        get_ref(&rt, &s, RemoteRef::key("/app/db/password"))
             .await
             .unwrap()
             .as_deref(),
         Some("s3cr3t")
     );
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("/app/db/user"))
+        get_ref(&rt, &s, RemoteRef::key("/app/db/user"))
             .await
             .unwrap()
             .as_deref(),
@@ -391,18 +380,18 @@ async fn parameter_store_reads_decrypts_versions_batches_and_finds() {
     let mut v1 = RemoteRef::key("/app/db/user");
     v1.version = Some("1".into());
     assert_eq!(
-        get_one(&rt, &s, v1).await.unwrap().as_deref(),
+        get_ref(&rt, &s, v1).await.unwrap().as_deref(),
         Some("admin")
     );
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("/app/json").property("username"))
+        get_ref(&rt, &s, RemoteRef::key("/app/json").property("username"))
             .await
             .unwrap()
             .as_deref(),
         Some("admin")
     );
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("/app/none")).await.unwrap(),
+        get_ref(&rt, &s, RemoteRef::key("/app/none")).await.unwrap(),
         None
     );
 
@@ -458,7 +447,7 @@ async fn parameter_store_reads_decrypts_versions_batches_and_finds() {
     let mut meta = RemoteRef::key("/app/db/user");
     meta.metadata_policy = MetadataPolicy::Fetch;
     meta.property = Some("team".into());
-    assert_eq!(get_one(&rt, &s, meta).await.unwrap().as_deref(), Some("a"));
+    assert_eq!(get_ref(&rt, &s, meta).await.unwrap().as_deref(), Some("a"));
 }
 
 #[tokio::test]
@@ -480,7 +469,7 @@ async fn parameter_store_push_tags_what_it_creates_and_refuses_unmanaged_paramet
         .await
         .unwrap();
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("/pushed/p"))
+        get_ref(&rt, &s, RemoteRef::key("/pushed/p"))
             .await
             .unwrap()
             .as_deref(),
@@ -528,7 +517,7 @@ async fn web_identity_exchanges_the_service_account_token_once_and_caches_the_cr
         }),
     );
     for _ in 0..3 {
-        let got = get_one(
+        let got = get_ref(
             &rt,
             &s,
             RemoteRef::key("production/api-keys").property("api-key"),
@@ -556,7 +545,7 @@ async fn web_identity_without_role_assumes_the_service_accounts_role_arn_annotat
     );
     let rt = runtime_for(&moto, annotated).await;
     let s = sm_store(&moto, seed_store.clone());
-    let got = get_one(
+    let got = get_ref(
         &rt,
         &s,
         RemoteRef::key("production/api-keys").property("api-key"),
@@ -568,7 +557,7 @@ async fn web_identity_without_role_assumes_the_service_accounts_role_arn_annotat
     // Neither the annotation nor `role`: a clear configuration error naming both.
     let rt = runtime_for(&moto, credentials(ACCESS_KEY, SECRET_KEY)).await;
     let s = sm_store(&moto, seed_store);
-    let err = get_one(&rt, &s, RemoteRef::key("production/api-keys"))
+    let err = get_ref(&rt, &s, RemoteRef::key("production/api-keys"))
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -593,14 +582,14 @@ async fn assume_role_chains_additional_roles_with_external_id_and_session_tags()
         }),
     );
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("s"))
+        get_ref(&rt, &s, RemoteRef::key("s"))
             .await
             .unwrap()
             .as_deref(),
         Some("v")
     );
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("s"))
+        get_ref(&rt, &s, RemoteRef::key("s"))
             .await
             .unwrap()
             .as_deref(),
@@ -622,7 +611,7 @@ async fn moto_verifying_signatures_accepts_ours_and_names_signature_does_not_mat
         .await
         .unwrap();
     assert_eq!(
-        get_one(&rt, &s, RemoteRef::key("signed/app"))
+        get_ref(&rt, &s, RemoteRef::key("signed/app"))
             .await
             .unwrap()
             .as_deref(),
@@ -661,7 +650,7 @@ async fn bad_configuration_and_missing_credentials_are_clear_errors() {
     );
 
     let err = provider_error(
-        get_one(&rt, &sm_store(&moto, json!({})), RemoteRef::key("x"))
+        get_ref(&rt, &sm_store(&moto, json!({})), RemoteRef::key("x"))
             .await
             .unwrap_err(),
     );
@@ -684,7 +673,7 @@ async fn an_endpoint_outside_the_grant_is_refused_by_the_host() {
     )
     .await;
     let err = provider_error(
-        get_one(&rt, &sm_store(&moto, json!({})), RemoteRef::key("s"))
+        get_ref(&rt, &sm_store(&moto, json!({})), RemoteRef::key("s"))
             .await
             .unwrap_err(),
     );

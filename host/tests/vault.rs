@@ -26,7 +26,7 @@ use airlock_testenv::ControlPlane;
 use airlock_testenv::process::{DeathSignal, spawn_supervised};
 use serde_json::{Value, json};
 
-use common::cache_dir;
+use common::{cache_dir, get_ref};
 
 /// The dev server's root token.
 const ROOT: &str = "airlock-root";
@@ -312,18 +312,6 @@ fn store(config: Value) -> StoreContext {
     }
 }
 
-async fn get(
-    runtime: &Runtime,
-    store: &StoreContext,
-    reference: RemoteRef,
-) -> Result<Option<String>, BackendError> {
-    let mut results = runtime.get_secrets(store, &[reference]).await?;
-    Ok(results
-        .pop()
-        .expect("one result")?
-        .map(|v| String::from_utf8_lossy(v.expose()).into_owned()))
-}
-
 fn text_map(entries: Vec<(String, SecretValue)>) -> BTreeMap<String, String> {
     entries
         .into_iter()
@@ -375,7 +363,7 @@ async fn kv_v2_serves_properties_versions_extract_find_and_metadata() {
     );
     let password = RemoteRef::key("myapp").property("password");
     assert_eq!(
-        get(&runtime, &s, password.clone())
+        get_ref(&runtime, &s, password.clone())
             .await
             .unwrap()
             .as_deref(),
@@ -384,16 +372,19 @@ async fn kv_v2_serves_properties_versions_extract_find_and_metadata() {
     // The seed's form: mount and data/ in the key.
     let seed_key = RemoteRef::key(format!("{mount}/data/myapp")).property("password");
     assert_eq!(
-        get(&runtime, &s, seed_key).await.unwrap().as_deref(),
+        get_ref(&runtime, &s, seed_key).await.unwrap().as_deref(),
         Some("two")
     );
     let v1 = RemoteRef {
         version: Some("1".into()),
         ..password.clone()
     };
-    assert_eq!(get(&runtime, &s, v1).await.unwrap().as_deref(), Some("one"));
+    assert_eq!(
+        get_ref(&runtime, &s, v1).await.unwrap().as_deref(),
+        Some("one")
+    );
     let whole: Value = serde_json::from_str(
-        &get(&runtime, &s, RemoteRef::key("myapp"))
+        &get_ref(&runtime, &s, RemoteRef::key("myapp"))
             .await
             .unwrap()
             .unwrap(),
@@ -401,18 +392,20 @@ async fn kv_v2_serves_properties_versions_extract_find_and_metadata() {
     .unwrap();
     assert_eq!(whole, json!({"password": "two", "user": "admin"}));
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("team/db").property("nested.a"))
+        get_ref(&runtime, &s, RemoteRef::key("team/db").property("nested.a"))
             .await
             .unwrap()
             .as_deref(),
         Some("1")
     );
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("missing")).await.unwrap(),
+        get_ref(&runtime, &s, RemoteRef::key("missing"))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("myapp").property("nope"))
+        get_ref(&runtime, &s, RemoteRef::key("myapp").property("nope"))
             .await
             .unwrap(),
         None
@@ -421,7 +414,7 @@ async fn kv_v2_serves_properties_versions_extract_find_and_metadata() {
         version: Some("9".into()),
         ..password
     };
-    assert_eq!(get(&runtime, &s, no_version).await.unwrap(), None);
+    assert_eq!(get_ref(&runtime, &s, no_version).await.unwrap(), None);
 
     let extracted = runtime
         .get_secret_map(&s, &RemoteRef::key("team/db"))
@@ -440,15 +433,20 @@ async fn kv_v2_serves_properties_versions_extract_find_and_metadata() {
         metadata_policy: MetadataPolicy::Fetch,
         ..RemoteRef::key("team/db")
     };
-    let fetched: Value =
-        serde_json::from_str(&get(&runtime, &s, metadata.clone()).await.unwrap().unwrap()).unwrap();
+    let fetched: Value = serde_json::from_str(
+        &get_ref(&runtime, &s, metadata.clone())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(fetched, json!({"env": "prod", "owner": "team"}));
     let owner = RemoteRef {
         property: Some("owner".into()),
         ..metadata
     };
     assert_eq!(
-        get(&runtime, &s, owner).await.unwrap().as_deref(),
+        get_ref(&runtime, &s, owner).await.unwrap().as_deref(),
         Some("team")
     );
 
@@ -511,14 +509,14 @@ async fn kv_v1_reads_finds_pushes_and_deletes() {
         store(json!({"server": bao.addr, "path": mount, "version": "v1", "auth": token_auth()}));
     runtime.validate(&s).await.expect("validates");
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("app/db").property("password"))
+        get_ref(&runtime, &s, RemoteRef::key("app/db").property("password"))
             .await
             .unwrap()
             .as_deref(),
         Some("v1pass")
     );
     assert_eq!(
-        get(
+        get_ref(
             &runtime,
             &s,
             RemoteRef::key(format!("{mount}/app/db")).property("password")
@@ -529,7 +527,9 @@ async fn kv_v1_reads_finds_pushes_and_deletes() {
         Some("v1pass")
     );
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("app/none")).await.unwrap(),
+        get_ref(&runtime, &s, RemoteRef::key("app/none"))
+            .await
+            .unwrap(),
         None
     );
     let found = runtime
@@ -580,7 +580,7 @@ async fn kv_v1_reads_finds_pushes_and_deletes() {
         "external-secrets"
     );
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("app/pushed"))
+        get_ref(&runtime, &s, RemoteRef::key("app/pushed"))
             .await
             .unwrap()
             .as_deref(),
@@ -663,7 +663,7 @@ async fn kv_v2_push_marks_managed_uses_check_and_set_and_deletes_one_property_at
         .await
         .expect("whole push");
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("whole").property("k"))
+        get_ref(&runtime, &s, RemoteRef::key("whole").property("k"))
             .await
             .unwrap()
             .as_deref(),
@@ -774,7 +774,7 @@ async fn approle_logs_in_once_over_a_hundred_refreshes_and_renews_its_token() {
     let started = Instant::now();
     for _ in 0..100 {
         assert_eq!(
-            get(&runtime, &s, RemoteRef::key("app").property("password"))
+            get_ref(&runtime, &s, RemoteRef::key("app").property("password"))
                 .await
                 .unwrap()
                 .as_deref(),
@@ -818,7 +818,7 @@ async fn userpass_logs_in_once_and_logs_in_again_after_the_token_is_revoked() {
     );
     for _ in 0..100 {
         assert_eq!(
-            get(&runtime, &s, RemoteRef::key("app").property("k"))
+            get_ref(&runtime, &s, RemoteRef::key("app").property("k"))
                 .await
                 .unwrap()
                 .as_deref(),
@@ -836,7 +836,7 @@ async fn userpass_logs_in_once_and_logs_in_again_after_the_token_is_revoked() {
         &format!("auth/{userpass}/"),
     ]);
     assert_eq!(
-        get(&runtime, &s, RemoteRef::key("app").property("k"))
+        get_ref(&runtime, &s, RemoteRef::key("app").property("k"))
             .await
             .unwrap()
             .as_deref(),
@@ -872,7 +872,7 @@ async fn bad_input_gives_clear_errors() {
     let wrong_runtime = vault_runtime(Arc::new(wrong), loopback_grants()).await;
     let s = store(json!({"server": bao.addr, "path": v2, "auth": token_auth()}));
     let e = provider_error(
-        get(&wrong_runtime, &s, RemoteRef::key("app"))
+        get_ref(&wrong_runtime, &s, RemoteRef::key("app"))
             .await
             .unwrap_err(),
     );
@@ -885,7 +885,7 @@ async fn bad_input_gives_clear_errors() {
 
     let unknown = store(json!({"server": bao.addr, "path": "no-such-mount", "auth": token_auth()}));
     let e = provider_error(
-        get(&runtime, &unknown, RemoteRef::key("app"))
+        get_ref(&runtime, &unknown, RemoteRef::key("app"))
             .await
             .unwrap_err(),
     );
@@ -899,7 +899,7 @@ async fn bad_input_gives_clear_errors() {
     let says_v1 =
         store(json!({"server": bao.addr, "path": v2, "version": "v1", "auth": token_auth()}));
     let e = provider_error(
-        get(&runtime, &says_v1, RemoteRef::key("app"))
+        get_ref(&runtime, &says_v1, RemoteRef::key("app"))
             .await
             .unwrap_err(),
     );
@@ -910,7 +910,7 @@ async fn bad_input_gives_clear_errors() {
     let says_v2 =
         store(json!({"server": bao.addr, "path": v1, "version": "v2", "auth": token_auth()}));
     let e = provider_error(
-        get(&runtime, &says_v2, RemoteRef::key("app"))
+        get_ref(&runtime, &says_v2, RemoteRef::key("app"))
             .await
             .unwrap_err(),
     );
@@ -923,11 +923,13 @@ async fn bad_input_gives_clear_errors() {
 
     let ok = store(json!({"server": bao.addr, "path": v2, "auth": token_auth()}));
     assert_eq!(
-        get(&runtime, &ok, RemoteRef::key("missing")).await.unwrap(),
+        get_ref(&runtime, &ok, RemoteRef::key("missing"))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        get(&runtime, &ok, RemoteRef::key("app").property("missing"))
+        get_ref(&runtime, &ok, RemoteRef::key("app").property("missing"))
             .await
             .unwrap(),
         None
@@ -948,7 +950,7 @@ async fn bad_input_gives_clear_errors() {
         .unwrap(),
     )
     .await;
-    let e = get(&not_granted, &ok, RemoteRef::key("app"))
+    let e = get_ref(&not_granted, &ok, RemoteRef::key("app"))
         .await
         .unwrap_err();
     let wanted = format!(
@@ -1067,7 +1069,7 @@ async fn kubernetes_and_jwt_logins_are_verified_by_the_server_against_the_contro
     for (what, auth) in configs {
         let mut s = store(json!({"server": bao.addr, "path": mount, "auth": auth}));
         namespaced(&mut s, &ns);
-        let result = get(&runtime, &s, read.clone()).await;
+        let result = get_ref(&runtime, &s, read.clone()).await;
         if what.contains("wrong audience") {
             // The stored token is for the apiserver's audience; the role wants `vault`.
             let e = provider_error(result.unwrap_err());
@@ -1091,7 +1093,7 @@ async fn kubernetes_and_jwt_logins_are_verified_by_the_server_against_the_contro
         "mountPath": kubernetes, "role": "external-secrets", "serviceAccountRef": {"name": "intruder"}}}}),
     );
     namespaced(&mut other, &ns);
-    let e = provider_error(get(&runtime, &other, read).await.unwrap_err());
+    let e = provider_error(get_ref(&runtime, &other, read).await.unwrap_err());
     assert_eq!(e.reason(), "AccessDenied", "{e}");
 }
 
@@ -1123,7 +1125,7 @@ async fn the_operator_token_is_used_only_when_the_provider_grants_it() {
     let read = RemoteRef::key("app").property("password");
 
     let refused = vault_runtime(credentials(), loopback_grants()).await;
-    let e = provider_error(get(&refused, &s, read.clone()).await.unwrap_err());
+    let e = provider_error(get_ref(&refused, &s, read.clone()).await.unwrap_err());
     assert!(
         matches!(&e, ProviderError::AccessDenied(m) if m.contains("not granted the operator's service-account token") && m.contains("allowOperatorServiceAccountToken")),
         "{e}"
@@ -1134,7 +1136,7 @@ async fn the_operator_token_is_used_only_when_the_provider_grants_it() {
     grants.allow_operator_token = true;
     let allowed = vault_runtime(credentials(), grants).await;
     assert_eq!(
-        get(&allowed, &s, read).await.unwrap().as_deref(),
+        get_ref(&allowed, &s, read).await.unwrap().as_deref(),
         Some("operator")
     );
 }
@@ -1184,13 +1186,15 @@ async fn tls_with_a_custom_ca_and_cert_auth_with_a_client_certificate() {
 
     // Without the CA the server's certificate is not trusted.
     let untrusted = store(json!({"server": bao.addr, "path": "secret", "auth": token_auth()}));
-    let e = get(&runtime, &untrusted, read.clone()).await.unwrap_err();
+    let e = get_ref(&runtime, &untrusted, read.clone())
+        .await
+        .unwrap_err();
     assert_eq!(e.reason(), "ProviderUnavailable", "{e}");
 
     let mut with_ca = store(json!({"server": bao.addr, "path": "secret", "auth": token_auth()}));
     with_ca.tls.ca_bundle_pem = Some(ca.clone());
     assert_eq!(
-        get(&runtime, &with_ca, read.clone())
+        get_ref(&runtime, &with_ca, read.clone())
             .await
             .unwrap()
             .as_deref(),
@@ -1207,7 +1211,10 @@ async fn tls_with_a_custom_ca_and_cert_auth_with_a_client_certificate() {
     cert.tls.client_key_pem = Some(client_key.clone().into_bytes().into());
     for _ in 0..10 {
         assert_eq!(
-            get(&runtime, &cert, read.clone()).await.unwrap().as_deref(),
+            get_ref(&runtime, &cert, read.clone())
+                .await
+                .unwrap()
+                .as_deref(),
             Some("over-tls")
         );
     }
@@ -1218,7 +1225,7 @@ async fn tls_with_a_custom_ca_and_cert_auth_with_a_client_certificate() {
     no_cert.info.name = unique("no-cert");
     no_cert.tls.client_cert_pem = None;
     no_cert.tls.client_key_pem = None;
-    let e = provider_error(get(&runtime, &no_cert, read).await.unwrap_err());
+    let e = provider_error(get_ref(&runtime, &no_cert, read).await.unwrap_err());
     assert_eq!(e.reason(), "AccessDenied", "{e}");
 }
 

@@ -57,7 +57,16 @@ pub async fn get(
     store: &StoreContext,
     key: &str,
 ) -> Result<Option<String>, BackendError> {
-    let mut results = runtime.get_secrets(store, &[RemoteRef::key(key)]).await?;
+    get_ref(runtime, store, RemoteRef::key(key)).await
+}
+
+/// Reads one reference (version, property, …) and returns it as text (lossy UTF-8).
+pub async fn get_ref(
+    runtime: &Runtime,
+    store: &StoreContext,
+    reference: RemoteRef,
+) -> Result<Option<String>, BackendError> {
+    let mut results = runtime.get_secrets(store, &[reference]).await?;
     let one = results.pop().expect("one result per ref");
     Ok(one?.map(|v| String::from_utf8_lossy(v.expose()).into_owned()))
 }

@@ -216,45 +216,18 @@ impl State {
                     branches,
                     otherwise,
                 } => {
-                    let mut done = false;
-                    for (cond, body) in branches {
-                        if self.pipe(cond, dot)?.truthy() {
-                            let flow = self.nodes(body, dot)?;
-                            if !matches!(flow, Flow::Normal) {
-                                return Ok(flow);
-                            }
-                            done = true;
-                            break;
-                        }
-                    }
-                    if !done && let Some(body) = otherwise {
-                        let flow = self.nodes(body, dot)?;
-                        if !matches!(flow, Flow::Normal) {
-                            return Ok(flow);
-                        }
+                    let flow = self.first_truthy(branches, otherwise.as_deref(), dot, false)?;
+                    if !matches!(flow, Flow::Normal) {
+                        return Ok(flow);
                     }
                 }
                 Node::With {
                     branches,
                     otherwise,
                 } => {
-                    let mut done = false;
-                    for (cond, body) in branches {
-                        let v = self.pipe(cond, dot)?;
-                        if v.truthy() {
-                            let flow = self.nodes(body, &v)?;
-                            if !matches!(flow, Flow::Normal) {
-                                return Ok(flow);
-                            }
-                            done = true;
-                            break;
-                        }
-                    }
-                    if !done && let Some(body) = otherwise {
-                        let flow = self.nodes(body, dot)?;
-                        if !matches!(flow, Flow::Normal) {
-                            return Ok(flow);
-                        }
+                    let flow = self.first_truthy(branches, otherwise.as_deref(), dot, true)?;
+                    if !matches!(flow, Flow::Normal) {
+                        return Ok(flow);
                     }
                 }
                 Node::Range {
@@ -267,6 +240,27 @@ impl State {
             }
         }
         Ok(Flow::Normal)
+    }
+
+    /// `if` and `with`: runs the body of the first branch whose pipeline is truthy (`with`
+    /// binds dot to that value), or `otherwise` when none is.
+    fn first_truthy(
+        &mut self,
+        branches: &[(Pipe, Vec<Node>)],
+        otherwise: Option<&[Node]>,
+        dot: &Value,
+        with: bool,
+    ) -> Result<Flow, EvalError> {
+        for (cond, body) in branches {
+            let v = self.pipe(cond, dot)?;
+            if v.truthy() {
+                return self.nodes(body, if with { &v } else { dot });
+            }
+        }
+        match otherwise {
+            Some(body) => self.nodes(body, dot),
+            None => Ok(Flow::Normal),
+        }
     }
 
     fn range(

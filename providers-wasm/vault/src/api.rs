@@ -153,33 +153,17 @@ pub fn origin(url: &str) -> String {
 /// Vault's `errors` array, joined, or the body's start when it has none.
 pub fn messages(response: &Response) -> String {
     let parsed: Option<Json> = serde_json::from_slice(&response.body).ok();
-    let list: Vec<String> = parsed
-        .as_ref()
-        .and_then(|j| j.get("errors"))
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Json::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !list.is_empty() {
-        return list.join("; ");
-    }
-    let warnings: Vec<String> = parsed
-        .as_ref()
-        .and_then(|j| j.get("warnings"))
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Json::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !warnings.is_empty() {
-        return warnings.join("; ");
+    let joined = |field: &str| {
+        let list: Vec<&str> = parsed
+            .as_ref()
+            .and_then(|j| j.get(field))
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        (!list.is_empty()).then(|| list.join("; "))
+    };
+    if let Some(text) = joined("errors").or_else(|| joined("warnings")) {
+        return text;
     }
     String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
         .trim()
@@ -246,6 +230,17 @@ mod tests {
             error("x", &response(503, r#"{"errors":["Vault is sealed"]}"#)),
             Error::Unavailable(m) if m.contains("sealed")
         ));
+    }
+
+    #[test]
+    fn messages_prefer_errors_then_warnings_then_the_body() {
+        let both = r#"{"errors":["a","b"],"warnings":["w"]}"#;
+        assert_eq!(messages(&response(400, both)), "a; b");
+        assert_eq!(
+            messages(&response(400, r#"{"warnings":["w1","w2"]}"#)),
+            "w1; w2"
+        );
+        assert_eq!(messages(&response(502, "  bad gateway \n")), "bad gateway");
     }
 
     #[test]

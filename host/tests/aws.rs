@@ -839,16 +839,9 @@ impl Cluster {
     }
 }
 
+/// The seed's ExternalSecret spec, reading from `store` into `database-secret`.
 fn seed_external_secret(store: &str) -> Value {
-    json!({
-        "refreshInterval": "1h",
-        "secretStoreRef": {"name": store, "kind": "SecretStore"},
-        "target": {"name": "database-secret", "creationPolicy": "Owner"},
-        "data": [
-            {"secretKey": "username", "remoteRef": {"key": "production/database", "property": "username"}},
-            {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
-        ]
-    })
+    cluster::seed_external_secret(store, "database-secret")
 }
 
 #[tokio::test]

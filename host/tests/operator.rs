@@ -131,16 +131,9 @@ impl Env {
     }
 }
 
+/// The seed's ExternalSecret spec, reading from `store` into `database-credentials`.
 fn seed_es(store: &str) -> Value {
-    json!({
-        "refreshInterval": "1h",
-        "secretStoreRef": {"name": store, "kind": "SecretStore"},
-        "target": {"name": "database-credentials", "creationPolicy": "Owner"},
-        "data": [
-            {"secretKey": "username", "remoteRef": {"key": "production/database", "property": "username"}},
-            {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
-        ]
-    })
+    cluster::seed_external_secret(store, "database-credentials")
 }
 
 #[tokio::test]

@@ -110,6 +110,20 @@ pub async fn apply_fake_provider(client: &Client) {
     .await;
 }
 
+/// The seed document's ExternalSecret spec (username and password properties of
+/// `production/database`) reading from the SecretStore `store` into the Secret `target`.
+pub fn seed_external_secret(store: &str, target: &str) -> Value {
+    json!({
+        "refreshInterval": "1h",
+        "secretStoreRef": {"name": store, "kind": "SecretStore"},
+        "target": {"name": target, "creationPolicy": "Owner"},
+        "data": [
+            {"secretKey": "username", "remoteRef": {"key": "production/database", "property": "username"}},
+            {"secretKey": "password", "remoteRef": {"key": "production/database", "property": "password"}}
+        ]
+    })
+}
+
 /// Each key of a Secret as (lossy UTF-8) text.
 pub fn text_data(secret: &Secret) -> BTreeMap<String, String> {
     secret

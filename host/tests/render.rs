@@ -1,6 +1,6 @@
 //! `airlock render`: the binary renders an ExternalSecret's template offline from files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn data(file: &str) -> PathBuf {
@@ -16,20 +16,22 @@ fn airlock(args: &[&str]) -> std::process::Output {
         .expect("run airlock")
 }
 
-#[test]
-fn render_prints_the_secret_the_template_yields() {
-    let es = data("templated-secret.yaml");
-    let values = data("data.yaml");
-    let cm = data("db-templates.yaml");
-    let out = airlock(&[
+/// Renders the test ExternalSecret with `values` and the `db-templates` ConfigMap.
+fn render_with_config_map(values: &Path) -> std::process::Output {
+    airlock(&[
         "render",
         "-f",
-        es.to_str().unwrap(),
+        data("templated-secret.yaml").to_str().unwrap(),
         "-d",
         values.to_str().unwrap(),
         "--template-from-config-map",
-        cm.to_str().unwrap(),
-    ]);
+        data("db-templates.yaml").to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn render_prints_the_secret_the_template_yields() {
+    let out = render_with_config_map(&data("data.yaml"));
     assert!(
         out.status.success(),
         "{}",
@@ -81,17 +83,7 @@ fn render_fails_with_one_line_naming_the_template_and_position() {
     let dir = tempfile::tempdir().unwrap();
     let values = dir.path().join("data.yaml");
     std::fs::write(&values, "username: admin\n").unwrap();
-    let es = data("templated-secret.yaml");
-    let cm = data("db-templates.yaml");
-    let out = airlock(&[
-        "render",
-        "-f",
-        es.to_str().unwrap(),
-        "-d",
-        values.to_str().unwrap(),
-        "--template-from-config-map",
-        cm.to_str().unwrap(),
-    ]);
+    let out = render_with_config_map(&values);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -102,7 +94,7 @@ fn render_fails_with_one_line_naming_the_template_and_position() {
     let out = airlock(&[
         "render",
         "-f",
-        es.to_str().unwrap(),
+        data("templated-secret.yaml").to_str().unwrap(),
         "-d",
         data("data.yaml").to_str().unwrap(),
     ]);

@@ -216,8 +216,8 @@ struct StoreState {
 }
 
 /// Host-side resources (HTTP fields, requests, bodies, streams, pollables) a call may hold
-/// at once. A request needs about a dozen; with [`FIELD_SIZE_LIMIT`] this bounds the host
-/// memory one call can pin to about 16 MiB.
+/// at once. A request needs about a dozen; with [`FIELD_SIZE_LIMIT`] this bounds the HTTP
+/// fields one call can pin to 16 MiB (bodies have their own bounds, per request).
 pub const MAX_HOST_RESOURCES: usize = 512;
 /// Bytes (in memory, roughly) of one set of HTTP fields a guest builds.
 const FIELD_SIZE_LIMIT: usize = 32 << 10;

@@ -10,8 +10,8 @@ ifdef CI
 export CARGO_INCREMENTAL ?= 0
 endif
 
-WASM_CRATES := -p airlock-provider-sdk -p airlock-provider-fake -p airlock-provider-aws -p airlock-provider-vault \
-	-p airlock-guest-hostile -p airlock-guest-hostile-fs -p airlock-guest-hostile-net
+# The SDK and every WebAssembly crate registered in the root Cargo.toml (evaluated when used).
+WASM_CRATES = -p airlock-provider-sdk $(shell tests/scripts/wasm-crates.sh --args)
 
 .PHONY: test setup lint generate check-generated k8s unit wasm bench demo cluster
 

@@ -333,6 +333,26 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     );
 }
 
+/// The chart bundles exactly the providers registered in the root Cargo.toml, each loading
+/// the file the image ships (so adding a provider without its values.yaml entry, or the
+/// other way round, fails here).
+#[test]
+fn the_charts_bundled_providers_are_the_ones_registered_in_cargo_toml() {
+    let docs = render(&[]);
+    let rendered: BTreeMap<String, Value> = of_kind(&docs, "Provider")
+        .into_iter()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().expect("a name").to_string();
+            (name, p["spec"]["module"]["path"].clone())
+        })
+        .collect();
+    let registered: BTreeMap<String, Value> = airlock_test_artifacts::BUNDLED
+        .iter()
+        .map(|b| (b.key.to_string(), json!(b.file_name)))
+        .collect();
+    assert_eq!(rendered, registered);
+}
+
 #[test]
 fn the_chart_carries_the_generated_crds_in_its_crds_directory() {
     // In crds/ (not templates/), Helm installs them before the chart's Provider objects.

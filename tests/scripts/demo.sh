@@ -40,11 +40,10 @@ fail() {
 step "building the control plane, the operator and the provider components (cached after the first run)"
 tests/k8s/build.sh >/dev/null
 cargo build --quiet -p airlock -p airlock-testenv
+# The bundled providers, as registered in the root Cargo.toml: `<crate> <chart key>` lines.
+bundled=$(tests/scripts/wasm-crates.sh --bundled)
 packages=()
-for manifest in providers-wasm/*/Cargo.toml; do
-  name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)
-  [ "$name" = airlock-provider-sdk ] || packages+=(-p "$name")
-done
+while read -r crate _; do packages+=(-p "$crate"); done <<<"$bundled"
 # The same target directory as the test guests (tests/artifacts), so `make test` warms it.
 cargo build --quiet --target wasm32-wasip2 --profile wasm --target-dir "$CARGO_TARGET_DIR/wasm" "${packages[@]}"
 export DEMO_PROVIDERS="$CARGO_TARGET_DIR/wasm/wasm32-wasip2/wasm"
@@ -65,9 +64,9 @@ grep '^airlock-cluster: ready' "$work/cluster.log"
 # The chart's CRDs and Provider objects, without the Deployment: the operator runs here, out
 # of cluster. A bundled Provider whose module was not built is left out.
 chart_args=(--namespace airlock-system --create-namespace --set createOperator=false)
-for provider in aws vault; do
-  [ -f "$DEMO_PROVIDERS/airlock_provider_$provider.wasm" ] || chart_args+=(--set "providers.$provider.enabled=false")
-done
+while read -r crate key; do
+  [ -f "$DEMO_PROVIDERS/${crate//-/_}.wasm" ] || chart_args+=(--set "providers.$key.enabled=false")
+done <<<"$bundled"
 step "helm install airlock $chart --set createOperator=false (the CRDs and the Provider objects)"
 "$helm" install airlock "$chart" "${chart_args[@]}" --kubeconfig "$KUBECONFIG" >"$work/helm.log" 2>&1 ||
   fail "helm install failed: $(cat "$work/helm.log")"

@@ -118,19 +118,6 @@ pub fn metadata_json(tags: &[(String, String)]) -> Vec<u8> {
     Json::Object(map).to_string().into_bytes()
 }
 
-/// The compiled `find.name.regexp`.
-pub fn name_regex(criteria: &Find) -> Result<Option<regex_lite::Regex>, Error> {
-    criteria
-        .name_regexp
-        .as_deref()
-        .map(|re| {
-            regex_lite::Regex::new(re).map_err(|e| {
-                Error::invalid_request(format!("find.name.regexp {re:?} is invalid: {e}"))
-            })
-        })
-        .transpose()
-}
-
 /// Standard base64.
 pub fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -235,15 +222,5 @@ mod tests {
             metadata_json(&[("team".into(), "a".into())]),
             br#"{"team":"a"}"#.to_vec()
         );
-    }
-
-    #[test]
-    fn a_bad_find_regexp_is_an_invalid_request() {
-        let find = Find {
-            path: None,
-            name_regexp: Some("(".into()),
-            tags: vec![],
-        };
-        assert!(matches!(name_regex(&find), Err(Error::InvalidRequest(_))));
     }
 }

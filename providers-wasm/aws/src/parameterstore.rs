@@ -2,6 +2,8 @@
 //! and DescribeParameters for find, ListTagsForResource for metadata and the managed
 //! mark, PutParameter and DeleteParameter.
 
+use airlock_provider_sdk::find::NameMatcher;
+use airlock_provider_sdk::paging::for_each_page;
 use airlock_provider_sdk::{
     Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
 };
@@ -126,14 +128,13 @@ pub fn get_secrets(client: &AwsClient, references: &[RemoteRef]) -> Vec<Result<V
 }
 
 fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<(String, Option<String>)>, Error> {
-    let regex = crate::name_regex(criteria)?;
+    let wanted = NameMatcher::new(criteria)?;
     let path = criteria.path.as_deref().map(|p| client.config.key(p));
     let mut found = Vec::new();
-    let mut token: Option<String> = None;
     // Without tags a path is listed with its values; with tags (or no path at all, so that
     // names without a leading `/` are found too) DescribeParameters filters first.
     let by_path = path.is_some() && criteria.tags.is_empty();
-    loop {
+    for_each_page(|token| {
         let (operation, mut body) = if by_path {
             (
                 "GetParametersByPath",
@@ -156,23 +157,20 @@ fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<(String, Option
             }
             ("DescribeParameters", body)
         };
-        if let Some(t) = &token {
-            body["NextToken"] = t.clone().into();
+        if let Some(t) = token {
+            body["NextToken"] = t.into();
         }
         let answer = call(client, operation, body).map_err(AwsError::into_error)?;
         for p in answer["Parameters"].as_array().into_iter().flatten() {
             let Some(name) = p["Name"].as_str() else {
                 continue;
             };
-            if regex.as_ref().is_none_or(|re| re.is_match(name)) {
+            if wanted.matches(name) {
                 found.push((name.to_string(), p["Value"].as_str().map(str::to_string)));
             }
         }
-        token = answer["NextToken"].as_str().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+        Ok(answer["NextToken"].as_str().map(str::to_string))
+    })?;
     Ok(found)
 }
 

@@ -1,6 +1,8 @@
 //! Secrets Manager: GetSecretValue, BatchGetSecretValue, ListSecrets, DescribeSecret,
 //! CreateSecret, PutSecretValue, DeleteSecret.
 
+use airlock_provider_sdk::find::NameMatcher;
+use airlock_provider_sdk::paging::for_each_page;
 use airlock_provider_sdk::{
     Error, Find, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
 };
@@ -161,7 +163,7 @@ fn batch_get(client: &AwsClient, ids: &[String], out: &mut Fetched) -> Result<()
 
 /// The names of all secrets matching `criteria`.
 pub fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<String>, Error> {
-    let regex = crate::name_regex(criteria)?;
+    let wanted = NameMatcher::new(criteria)?;
     let mut filters = Vec::new();
     let path = criteria
         .path
@@ -176,14 +178,13 @@ pub fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<String>, Er
         filters.push(json!({"Key": "tag-value", "Values": [v]}));
     }
     let mut names = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
+    for_each_page(|token| {
         let mut body = json!({"MaxResults": 100});
         if !filters.is_empty() {
             body["Filters"] = Json::Array(filters.clone());
         }
-        if let Some(t) = &token {
-            body["NextToken"] = t.clone().into();
+        if let Some(t) = token {
+            body["NextToken"] = t.into();
         }
         let answer = call(client, "ListSecrets", body).map_err(AwsError::into_error)?;
         for s in answer["SecretList"].as_array().into_iter().flatten() {
@@ -199,16 +200,12 @@ pub fn find_names(client: &AwsClient, criteria: &Find) -> Result<Vec<String>, Er
                 .iter()
                 .all(|(k, v)| secret_tags.iter().any(|(tk, tv)| tk == k && tv == v));
             let path_ok = path.as_deref().is_none_or(|p| name.starts_with(p));
-            let name_ok = regex.as_ref().is_none_or(|re| re.is_match(name));
-            if tags_ok && path_ok && name_ok {
+            if tags_ok && path_ok && wanted.matches(name) {
                 names.push(name.to_string());
             }
         }
-        token = answer["NextToken"].as_str().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+        Ok(answer["NextToken"].as_str().map(str::to_string))
+    })?;
     Ok(names)
 }
 

@@ -5,6 +5,7 @@
 //! instance, so the cache is the provider's only memory) and are read back before the
 //! configured data. For demos and tests; it contacts nothing.
 
+use airlock_provider_sdk::find::NameMatcher;
 use airlock_provider_sdk::{
     Capabilities, Client, Error, Find, Provider, ProviderMetadata, PushRef, PushRequest, RemoteRef,
     SecretEntry, StoreInfo, Validation, Value, cache, json,
@@ -167,17 +168,11 @@ impl Client for FakeClient {
         if !criteria.tags.is_empty() {
             return Err(Error::unsupported("the fake provider has no tags"));
         }
-        let regexp = criteria
-            .name_regexp
-            .as_deref()
-            .map(regex_lite::Regex::new)
-            .transpose()
-            .map_err(|e| Error::invalid_request(format!("find.name.regexp: {e}")))?;
+        let names = NameMatcher::new(criteria)?;
         let prefix = criteria.path.as_deref().unwrap_or("");
         let mut out: Vec<SecretEntry> = Vec::new();
         for entry in self.config.data.iter().filter(|e| e.version.is_empty()) {
-            let matches = entry.key.starts_with(prefix)
-                && regexp.as_ref().is_none_or(|r| r.is_match(&entry.key));
+            let matches = entry.key.starts_with(prefix) && names.matches(&entry.key);
             if matches && !out.iter().any(|o| o.key == entry.key) {
                 let value = self.lookup(&entry.key, None).unwrap_or_default();
                 out.push(SecretEntry {

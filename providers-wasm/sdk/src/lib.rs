@@ -16,12 +16,15 @@
 //! Inside a provider, [`http`] sends requests through the host (which enforces the
 //! Provider's outbound-host grant), [`credentials`] asks the host for Secret keys and
 //! tokens named in the store configuration, [`cache`] keeps small values between calls and
-//! [`log`] writes to the operator's log.
+//! [`log`] writes to the operator's log. [`find::NameMatcher`] and
+//! [`paging::for_each_page`] are the pieces every searching provider needs.
 
 pub mod bindings;
 mod export;
+pub mod find;
 pub mod http;
 pub mod json;
+pub mod paging;
 
 pub use bindings::airlock::provider::types::{
     Error, Find, MetadataPolicy, ProviderMetadata, PushRef, PushRequest, RateLimit, RemoteRef,

@@ -1,6 +1,7 @@
 //! The KV secrets engine, v1 and v2: read, search, write and delete as ESO's Vault
 //! provider does.
 
+use airlock_provider_sdk::find::NameMatcher;
 use airlock_provider_sdk::http::Response;
 use airlock_provider_sdk::{
     Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, cache, json,
@@ -268,12 +269,7 @@ impl<'a> Kv<'a> {
     /// ESO's `GetAllSecrets`: every secret below `path` whose name matches the regexp and
     /// whose KV v2 `custom_metadata` carries the tags, keyed by its path in the mount.
     pub fn find(&self, criteria: &Find) -> Result<Vec<SecretEntry>, Error> {
-        let regexp = criteria
-            .name_regexp
-            .as_deref()
-            .map(regex_lite::Regex::new)
-            .transpose()
-            .map_err(|e| Error::invalid_request(format!("find.name.regexp: {e}")))?;
+        let names_wanted = NameMatcher::new(criteria)?;
         let find_path = criteria.path.as_deref().unwrap_or("").trim_matches('/');
         let (mount, base) = match &self.config.path {
             Some(mount) => {
@@ -300,7 +296,7 @@ impl<'a> Kv<'a> {
         self.list(&mount, &base, &mut names)?;
         let mut out = Vec::new();
         for name in names {
-            if regexp.as_ref().is_some_and(|r| !r.is_match(&name)) {
+            if !names_wanted.matches(&name) {
                 continue;
             }
             let location = Location {

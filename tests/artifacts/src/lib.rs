@@ -1,17 +1,19 @@
-//! Paths of the provider components and test guests, built by this crate's build script.
+//! Paths of the provider components and test guests, built by this crate's build script
+//! from the list in the root `Cargo.toml` (`[workspace.metadata.airlock] wasm`): one
+//! constant per crate (`FAKE`, `AWS`, `VAULT`, `HOSTILE`, `HOSTILE_FS`, `HOSTILE_NET`, …).
 
-/// ESO's fake provider.
-pub const FAKE: &str = env!("AIRLOCK_WASM_FAKE");
-/// AWS Secrets Manager and Parameter Store.
-pub const AWS: &str = env!("AIRLOCK_WASM_AWS");
-/// The HashiCorp Vault / OpenBao provider.
-pub const VAULT: &str = env!("AIRLOCK_WASM_VAULT");
-/// The hostile guest: its `key` picks an attack on the sandbox.
-pub const HOSTILE: &str = env!("AIRLOCK_WASM_HOSTILE");
-/// A guest importing `wasi:filesystem`.
-pub const HOSTILE_FS: &str = env!("AIRLOCK_WASM_HOSTILE_FS");
-/// A guest importing `wasi:sockets`.
-pub const HOSTILE_NET: &str = env!("AIRLOCK_WASM_HOSTILE_NET");
+/// A provider the image and the chart bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct Bundled {
+    /// Its key under the chart's `providers` (and the Provider object's name).
+    pub key: &'static str,
+    /// Its file in the image's /providers, the chart's `module.path`.
+    pub file_name: &'static str,
+    /// The built component.
+    pub path: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/wasm.rs"));
 
 /// The bytes of a built component.
 pub fn read(path: &str) -> Vec<u8> {

@@ -11,6 +11,37 @@ use super::parse::{Arg, Cmd, Node, Pipe, Pos};
 pub const MAX_OUTPUT: usize = 1 << 20;
 /// Most loop iterations and function calls one render may make.
 const MAX_STEPS: usize = 1_000_000;
+/// Largest intermediate value a function may return, counted as string bytes plus one per
+/// list element or map entry: without it `concat`/`append` doubling builds huge lists in few steps.
+pub const MAX_VALUE: usize = MAX_OUTPUT;
+
+// Stops counting once past the bound, so measuring a value costs at most the bound.
+fn size(v: &Value) -> usize {
+    fn walk(v: &Value, acc: &mut usize) {
+        if *acc > MAX_VALUE {
+            return;
+        }
+        match v {
+            Value::Str(s) => *acc += s.len(),
+            Value::List(l) => {
+                for x in l {
+                    *acc += 1;
+                    walk(x, acc);
+                }
+            }
+            Value::Map(m) => {
+                for (k, x) in m {
+                    *acc += 1 + k.len();
+                    walk(x, acc);
+                }
+            }
+            _ => *acc += 1,
+        }
+    }
+    let mut acc = 0;
+    walk(v, &mut acc);
+    acc
+}
 
 /// A template value. Strings are bytes: secret values need not be UTF-8.
 #[derive(Clone, PartialEq)]
@@ -383,7 +414,14 @@ impl State {
                 if let Some(p) = piped {
                     args.push(p);
                 }
-                functions::call(name, args).map_err(|e| err(format!("error calling {name}: {e}")))
+                let v = functions::call(name, args)
+                    .map_err(|e| err(format!("error calling {name}: {e}")))?;
+                if size(&v) > MAX_VALUE {
+                    return Err(err(format!(
+                        "{name} built a value larger than {MAX_VALUE} bytes"
+                    )));
+                }
+                Ok(v)
             }
             first => {
                 if cmd.args.len() > 1 || piped.is_some() {

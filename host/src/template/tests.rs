@@ -710,3 +710,13 @@ fn rewrite_transforms_see_the_key_as_value() {
     .unwrap();
     assert_eq!(out, "db");
 }
+
+#[test]
+fn doubling_a_list_with_concat_is_refused_by_the_value_bound() {
+    let src = format!(
+        "{{{{ $l := list 1 }}}}{}{{{{ len $l }}}}",
+        "{{ $l = concat $l $l }}".repeat(40)
+    );
+    let e = go(&src, &data(&[])).unwrap_err().to_string();
+    assert!(e.contains("larger than"), "{e}");
+}

@@ -17,10 +17,11 @@ pub fn for_each_page<E>(
 mod tests {
     use super::*;
 
+    /// One page's items and the next page's token.
+    type Page = Result<(Vec<u32>, Option<String>), String>;
+
     /// A listing of `pages`, each page naming the next by its index.
-    fn listing(
-        pages: &[&[u32]],
-    ) -> impl FnMut(Option<&str>) -> Result<(Vec<u32>, Option<String>), String> {
+    fn listing(pages: &[&[u32]]) -> impl FnMut(Option<&str>) -> Page {
         let pages: Vec<Vec<u32>> = pages.iter().map(|p| p.to_vec()).collect();
         move |token| {
             let index: usize =

@@ -203,6 +203,61 @@ impl Client for HostileClient {
                     .unwrap_or(0);
                 ok(format!("{now}"))
             }
+            // Issue 23 items 1, 5 and 14 (branch lift): what the host copies out of the
+            // guest, what it keeps for redaction and what it buffers for request bodies.
+            "alias-fields" => {
+                let (count, kib) = count_and_kib(arg)?;
+                alias_fields(count, kib)
+            }
+            "cache-flood" => {
+                // Values of `kib` KiB, each different, far past the cache's bound.
+                let (count, kib) = count_and_kib(arg)?;
+                let mut value = vec![b'v'; kib << 10];
+                for i in 0..count {
+                    value[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                    cache::set(&format!("k{i}"), &value, 60_000);
+                }
+                log::log(log::Level::Info, &"x".repeat(16 << 10));
+                ok("flooded the cache")
+            }
+            "cache-fill" => {
+                // `count` entries of `kib` KiB; answers how many the host kept.
+                let (count, kib) = count_and_kib(arg)?;
+                let value = vec![b'c'; kib << 10];
+                let kept = (0..count)
+                    .filter(|i| {
+                        cache::set(&format!("fill{i}"), &value, 600_000);
+                        cache::get(&format!("fill{i}")).is_some()
+                    })
+                    .count();
+                ok(format!("{kept}"))
+            }
+            "body-hoard" => {
+                let mib: usize = arg.parse().map_err(|_| Error::other("bad MiB"))?;
+                body_hoard(mib)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    // Issue 23 item 1 (branch lift): `alias-map:<count>|<kib>` answers `count` entries
+    // whose values all point at one buffer of `kib` KiB.
+    fn get_secret_map(
+        &self,
+        reference: &RemoteRef,
+    ) -> Result<Option<Vec<airlock_provider_sdk::SecretEntry>>, Error> {
+        match reference.key.split_once(':') {
+            Some(("alias-map", arg)) => {
+                let (count, kib) = count_and_kib(arg)?;
+                let buffer = Box::leak(vec![b'a'; kib << 10].into_boxed_slice());
+                let entries = (0..count)
+                    .map(|_| airlock_provider_sdk::SecretEntry {
+                        key: "k".into(),
+                        value: alias(buffer.as_mut_ptr(), buffer.len()),
+                    })
+                    .collect();
+                Ok(Some(entries))
+            }
             _ => Ok(None),
         }
     }
@@ -338,6 +393,97 @@ fn memory_holds(marker: &[u8]) -> bool {
 #[cfg(not(target_arch = "wasm32"))]
 fn memory_holds(_marker: &[u8]) -> bool {
     false
+}
+
+// Issue 23 items 1 and 14 (branch lift).
+
+/// `<count>|<kib>` of an attack's argument.
+fn count_and_kib(arg: &str) -> Result<(usize, usize), Error> {
+    let (count, kib) = arg.split_once('|').unwrap_or((arg, "1"));
+    let parse = |n: &str| {
+        n.parse()
+            .map_err(|_| Error::other(format!("bad number {n:?}")))
+    };
+    Ok((parse(count)?, parse(kib)?))
+}
+
+/// A `Vec` over the leaked buffer at `ptr` that shares it: the canonical ABI passes its
+/// pointer as is, so many of them make the host copy the same bytes many times. Never
+/// dropped: the guest's allocator would free the same buffer again.
+#[allow(unsafe_code)]
+fn alias(ptr: *mut u8, len: usize) -> Vec<u8> {
+    // SAFETY: `ptr..ptr+len` is a leaked allocation of exactly `len` bytes; none of these
+    // vectors is ever dropped or written through (the caller forgets them or hands them
+    // to the host, which only reads), so the aliasing is never observed by Rust.
+    unsafe { Vec::from_raw_parts(ptr, len, len) }
+}
+
+/// `fields.from-list` with `count` entries whose values all point at one buffer.
+#[cfg(target_arch = "wasm32")]
+fn alias_fields(count: usize, kib: usize) -> Result<Value, Error> {
+    use wasip2::http::types::Fields;
+    let buffer = Box::leak(vec![b'a'; kib << 10].into_boxed_slice());
+    let entries: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|_| ("x-a".to_string(), alias(buffer.as_mut_ptr(), buffer.len())))
+        .collect();
+    let made = Fields::from_list(&entries).is_ok();
+    std::mem::forget(entries);
+    ok(format!("from-list returned, ok={made}"))
+}
+
+/// Writes up to `mib` MiB into request bodies that are never sent, a request at a time
+/// until the host refuses; answers the bytes it accepted.
+#[cfg(target_arch = "wasm32")]
+fn body_hoard(mib: usize) -> Result<Value, Error> {
+    use wasip2::http::types::{Fields, OutgoingRequest};
+    let chunk = vec![b'h'; 1 << 20];
+    let mut written = 0usize;
+    let mut requests = Vec::new();
+    let mut refused = String::from("never refused");
+    'requests: for _ in 0..16 {
+        let request = OutgoingRequest::new(Fields::new());
+        let Ok(body) = request.body() else {
+            refused = "body refused".into();
+            break;
+        };
+        let Ok(stream) = body.write() else {
+            refused = "stream refused".into();
+            break;
+        };
+        while written < mib << 20 {
+            match stream.check_write() {
+                Ok(0) => break,
+                Ok(n) => {
+                    let n = usize::try_from(n).unwrap_or(usize::MAX).min(chunk.len());
+                    if let Err(e) = stream.write(&chunk[..n]) {
+                        refused = format!("write: {e:?}");
+                        break 'requests;
+                    }
+                    written += n;
+                }
+                Err(e) => {
+                    refused = format!("check-write: {e:?}");
+                    break 'requests;
+                }
+            }
+        }
+        requests.push((request, body, stream));
+        if written >= mib << 20 {
+            break;
+        }
+    }
+    std::hint::black_box(&requests);
+    ok(format!("{written} bytes buffered; {refused}"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn alias_fields(_count: usize, _kib: usize) -> Result<Value, Error> {
+    Err(Error::unsupported("wasm only"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn body_hoard(_mib: usize) -> Result<Value, Error> {
+    Err(Error::unsupported("wasm only"))
 }
 
 airlock_provider_sdk::export_provider!(Hostile);

@@ -115,6 +115,19 @@ pub enum RuntimeError {
         /// The limit.
         limit: usize,
     },
+    /// The guest handed the host more data in one transfer (a call's result or one host
+    /// call's arguments) than the host copies out of a guest. Aliased lists are counted
+    /// element by element, so a million entries pointing at one buffer are counted as
+    /// a million copies.
+    #[error(
+        "provider {provider} tried to hand the host more than {limit} bytes at once (a result or a host call's arguments) and was stopped"
+    )]
+    TransferLimit {
+        /// The provider.
+        provider: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The guest trapped (panicked, hit `unreachable`, …).
     #[error("provider {provider} crashed: {message}")]
     Trap {
@@ -141,6 +154,7 @@ impl RuntimeError {
             RuntimeError::Timeout { .. } => "ProviderTimeout",
             RuntimeError::MemoryLimit { .. } => "ProviderMemoryLimitExceeded",
             RuntimeError::ResourceLimit { .. } => "ProviderResourceLimitExceeded",
+            RuntimeError::TransferLimit { .. } => "ProviderTransferLimitExceeded",
             RuntimeError::Trap { .. } => "ProviderCrashed",
         }
     }
@@ -221,6 +235,11 @@ struct StoreState {
 pub const MAX_HOST_RESOURCES: usize = 512;
 /// Bytes (in memory, roughly) of one set of HTTP fields a guest builds.
 const FIELD_SIZE_LIMIT: usize = 32 << 10;
+/// Bytes the host copies out of a guest in one transfer: a call's result, or the arguments
+/// of one host call. Sixteen times a Kubernetes Secret's 1 MiB, so a batched get that fills
+/// several Secrets fits, while a guest cannot make the host allocate more than a quarter of
+/// the default 64 MiB memory limit per transfer, however its lists alias.
+pub const MAX_TRANSFER_BYTES: usize = 16 << 20;
 
 /// Store configurations remembered at most; past this the map starts over, which only
 /// costs a recomputation (and drops provider caches of stores not seen since).
@@ -486,6 +505,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.inner.host.engine, sandbox);
         store.limiter(|s| &mut s.limiter);
+        // What wasmtime copies out of the guest per transfer; its default (128 MiB) would let
+        // one call make the host allocate twice the guest's whole memory limit.
+        store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         let budget = (limits.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(1);
         // Each time the deadline passes while the guest runs, count a tick and yield to
@@ -773,6 +795,17 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
         return RuntimeError::MemoryLimit {
             provider,
             limit: grants.limits.memory_bytes,
+        };
+    }
+    // wasmtime's error type for this is private; its message is stable across releases.
+    if e.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    }) {
+        return RuntimeError::TransferLimit {
+            provider,
+            limit: MAX_TRANSFER_BYTES,
         };
     }
     if e.chain().any(|cause| {

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airlock::backend::{BackendError, ProviderError, StoreContext};
+use airlock::backend::{Backend as _, BackendError, ProviderError, StoreContext};
 use airlock::runtime::{
     Credentials, EngineConfig, Grants, Limits, Resolver, Runtime, RuntimeError, StaticCredentials,
 };
@@ -683,4 +683,37 @@ async fn a_log_flood_is_capped_and_the_call_completes() {
         get(&rt, &s, "log-flood").await.unwrap().as_deref(),
         Some("flooded")
     );
+}
+
+/// Issue 23 item 1: lists whose elements all point at one guest buffer are copied once per
+/// element, so 1,024 entries over one 32 KiB buffer make the host allocate 32 MiB; the
+/// transfer bound stops both a result and a host call's arguments built that way.
+#[tokio::test]
+async fn aliased_lists_from_a_guest_are_stopped_by_the_transfer_bound() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    let map = rt
+        .get_secret_map(&s, &airlock::backend::RemoteRef::key("alias-map:1024|32"))
+        .await
+        .unwrap_err();
+    let fields = get(&rt, &s, "alias-fields:1024|32").await.unwrap_err();
+    for err in [map, fields] {
+        assert!(
+            matches!(
+                err,
+                BackendError::Runtime(RuntimeError::TransferLimit { limit, .. })
+                    if limit == airlock::runtime::MAX_TRANSFER_BYTES
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "ProviderTransferLimitExceeded");
+    }
+    // The same shapes under the bound still pass: 64 entries over 32 KiB is 2 MiB.
+    let small = rt
+        .get_secret_map(&s, &airlock::backend::RemoteRef::key("alias-map:64|32"))
+        .await
+        .unwrap()
+        .expect("a map");
+    assert_eq!(small.len(), 64);
+    still_serves(&rt).await;
 }

@@ -32,7 +32,7 @@ pub use self::engine::{EPOCH_TICK, EngineConfig, Origin, digest};
 pub use self::grant::{Grants, Limits};
 
 use self::bindings::{ProviderPre, wit};
-use self::credentials::CredentialPolicy;
+use self::credentials::{CredentialPolicy, TokenCache};
 use self::egress::{AddressPolicy, EgressClient, EgressHooks};
 use self::engine::Host;
 use self::redact::Redactor;
@@ -227,6 +227,19 @@ struct StoreState {
     client: Option<EgressClient>,
     policy: CredentialPolicy,
     schema_error: Option<String>,
+    tokens: Arc<TokenCache>,
+    /// Calls of this store running at once: a share of the provider's instances, so one
+    /// store's slow calls cannot hold them all.
+    permits: Arc<Semaphore>,
+}
+
+/// One store may run at most this fraction of its provider's concurrent instances
+/// (rounded up): 4 of the default 16.
+const STORE_SHARE_OF_INSTANCES: u32 = 4;
+
+/// The concurrent calls one store of a provider allowed `provider_max` may run.
+fn store_instances(provider_max: u32) -> usize {
+    provider_max.max(1).div_ceil(STORE_SHARE_OF_INSTANCES) as usize
 }
 
 /// Host-side resources (HTTP fields, requests, bodies, streams, pollables) a call may hold
@@ -380,6 +393,7 @@ impl Runtime {
             empty_store(),
             Arc::default(),
             CredentialPolicy::from_config(&serde_json::Value::Null, &empty_store(), false),
+            Arc::default(),
         );
         let run = async {
             let bindings = provider.pre.instantiate_async(&mut store).await?;
@@ -414,6 +428,7 @@ impl Runtime {
             store_info,
             Arc::default(),
             CredentialPolicy::from_config(&serde_json::Value::Null, &empty_store(), false),
+            Arc::default(),
         );
         let run = async {
             let bindings = pre.instantiate_async(&mut store).await?;
@@ -459,6 +474,7 @@ impl Runtime {
         store_info: StoreInfo,
         cache: Arc<StoreCache>,
         policy: CredentialPolicy,
+        tokens: Arc<TokenCache>,
     ) -> Store<Sandbox> {
         let limits = &grants.limits;
         let egress = EgressHooks::new(
@@ -495,6 +511,7 @@ impl Runtime {
             cache,
             credentials: self.inner.credentials.clone(),
             policy,
+            tokens,
             log_lines: 0,
             panic: None,
             credential_requests: 0,
@@ -562,6 +579,10 @@ impl Runtime {
             cache: Arc::default(),
             client,
             config_text,
+            tokens: Arc::default(),
+            permits: Arc::new(Semaphore::new(store_instances(
+                provider.grants.limits.max_concurrent_instances,
+            ))),
         });
         if stores.len() >= MAX_STORES {
             stores.clear();
@@ -601,12 +622,21 @@ impl Runtime {
             }
             .into());
         }
+        // The store's own permit first, so a store waiting on its share holds none of the
+        // provider's.
+        let shutting_down = |_| RuntimeError::Engine("provider is shutting down".into());
+        let _store_permit = state
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(shutting_down)?;
         let _permit = provider
             .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| RuntimeError::Engine("provider is shutting down".into()))?;
+            .map_err(shutting_down)?;
         let mut wstore = self.new_store(
             provider.name_arc.clone(),
             &provider.grants,
@@ -615,6 +645,7 @@ impl Runtime {
             store.info.clone(),
             state.cache.clone(),
             state.policy.clone(),
+            state.tokens.clone(),
         );
         for input in inputs {
             wstore.data_mut().redactor.add(input);
@@ -854,13 +885,15 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
 /// Converts the guest's error, hiding the call's secrets in its text and adding what the
 /// host refused during the call.
 fn provider_error(e: wit::Error, notes: &CallNotes) -> ProviderError {
+    // The refusals quote guest-chosen URLs, which may embed the call's secrets, so the
+    // message is redacted whole, after they are added.
     let with_host = |m: String| {
-        let m = notes.redactor.redact_string(m);
-        if notes.refusals.is_empty() {
+        let m = if notes.refusals.is_empty() {
             m
         } else {
             format!("{m} (host: {})", notes.refusals.join("; "))
-        }
+        };
+        notes.redactor.redact_string(m)
     };
     match e {
         wit::Error::InvalidConfig(m) => ProviderError::InvalidConfig(with_host(m)),
@@ -1069,5 +1102,30 @@ impl Backend for Runtime {
                 .await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_in_a_refused_url_is_redacted_from_the_providers_error() {
+        let mut redactor = Redactor::default();
+        redactor.add(b"hunter2-db-password");
+        let notes = CallNotes {
+            refusals: vec![
+                "outbound host https://hunter2-db-password.evil.example:443 is not granted to provider p"
+                    .into(),
+            ],
+            redactor,
+        };
+        let e = provider_error(
+            wit::Error::Unavailable("exfiltration failed".into()),
+            &notes,
+        );
+        let text = e.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("is not granted to provider p"), "{text}");
     }
 }

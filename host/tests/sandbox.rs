@@ -717,3 +717,48 @@ async fn aliased_lists_from_a_guest_are_stopped_by_the_transfer_bound() {
     assert_eq!(small.len(), 64);
     still_serves(&rt).await;
 }
+
+// Issue 23, item 10: concurrency is bounded per store as well as per provider.
+#[tokio::test]
+async fn one_stores_slow_calls_leave_room_for_another_store_of_the_same_provider() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = serve().await;
+    let rt = common::runtime();
+    let limits = Limits {
+        max_concurrent_instances: 2,
+        ..Limits::default()
+    };
+    let g = Grants::parse(&[format!("http://127.0.0.1:{}", server.port)], &[], limits).unwrap();
+    let slow = hostile(&rt, g).await;
+    let quick = store("hostile", "bystander", json!({}));
+    // As many slow calls as the provider has instances; each waits 5 s on the backend.
+    let key = format!("http:{}", server.url("/slow"));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, slow, key, ended) = (rt.clone(), slow.clone(), key.clone(), ended.clone());
+            tokio::spawn(async move {
+                let answer = get(&rt, &slow, &key).await;
+                ended.fetch_add(1, Ordering::SeqCst);
+                answer
+            })
+        })
+        .collect();
+    // Once the backend holds a slow request, the slow store has its instances.
+    while server.requests.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        get(&rt, &quick, "counter").await.unwrap().as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        ended.load(Ordering::SeqCst),
+        0,
+        "the other store's call waited for a slow call to end"
+    );
+    // The slow store's own calls still all complete, one after the other.
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().as_deref(), Some("200 slow"));
+    }
+}

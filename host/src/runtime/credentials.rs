@@ -288,6 +288,22 @@ struct KeyRef {
 struct AccountRef {
     name: String,
     namespace: Option<String>,
+    /// The audiences a token for it may carry: the selector's own `audiences`, those of the
+    /// object holding it, and ESO's default for where it sits. Empty means the API
+    /// server's audience, which a guest gets only when the configuration names none.
+    audiences: Vec<String>,
+}
+
+/// ESO's fixed default audiences for a `serviceAccountRef` held under `field` (whose object
+/// names no `audiences` of its own): what ESO's provider code asks for, so the guest may too.
+fn default_audiences(field: Option<&str>, holder_names_audiences: bool) -> &'static [&'static str] {
+    match field {
+        // Vault `auth.jwt.kubernetesServiceAccountToken`: `audiences` defaults to `vault`.
+        Some("kubernetesServiceAccountToken") if !holder_names_audiences => &["vault"],
+        // AWS `auth.jwt` and Vault `auth.iam.jwt`: an STS web-identity token.
+        Some("jwt") => &["sts.amazonaws.com"],
+        _ => &[],
+    }
 }
 
 /// Which credentials one store's configuration names. A guest may ask only for these.
@@ -330,12 +346,34 @@ impl CredentialPolicy {
                         config_map: text("type").as_deref() == Some("ConfigMap"),
                     });
                 }
-                if field == Some("serviceAccountRef")
-                    && let Some(name) = text("name")
+                if let Some(serde_json::Value::Object(account)) = map.get("serviceAccountRef")
+                    && let Some(name) = account.get("name").and_then(|v| v.as_str())
                 {
+                    let list = |m: &serde_json::Map<String, serde_json::Value>| {
+                        m.get("audiences")
+                            .and_then(|v| v.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|v| v.as_str().map(str::to_string))
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default()
+                    };
+                    let held = list(map);
+                    let mut audiences = list(account);
+                    audiences.extend(
+                        default_audiences(field, !held.is_empty())
+                            .iter()
+                            .map(|a| a.to_string()),
+                    );
+                    audiences.extend(held);
                     self.accounts.push(AccountRef {
-                        name,
-                        namespace: text("namespace"),
+                        name: name.to_string(),
+                        namespace: account
+                            .get("namespace")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string),
+                        audiences,
                     });
                 }
                 for (k, v) in map {
@@ -393,36 +431,169 @@ impl CredentialPolicy {
         }
     }
 
-    /// Checks a ServiceAccount token request; returns the namespace.
+    /// The selectors of the store's configuration naming ServiceAccount `name` in `ns`.
+    fn accounts_named<'a>(
+        &'a self,
+        name: &'a str,
+        ns: &'a str,
+    ) -> impl Iterator<Item = &'a AccountRef> + 'a {
+        self.accounts.iter().filter(move |a| {
+            a.name == name && self.namespace(a.namespace.as_deref()).ok().as_deref() == Some(ns)
+        })
+    }
+
+    /// Checks a request about a ServiceAccount (its annotations); returns the namespace.
     pub fn check_account(
         &self,
         name: &str,
         namespace: Option<&str>,
     ) -> Result<String, CredentialError> {
         let ns = self.namespace(namespace)?;
-        let named = self.accounts.iter().any(|a| {
-            a.name == name
-                && self.namespace(a.namespace.as_deref()).ok().as_deref() == Some(ns.as_str())
-        });
-        if named {
+        if self.accounts_named(name, &ns).next().is_some() {
             Ok(ns)
         } else {
+            Err(self.account_not_named(name, &ns))
+        }
+    }
+
+    fn account_not_named(&self, name: &str, ns: &str) -> CredentialError {
+        CredentialError::Denied(format!(
+            "serviceaccount {ns}/{name} is not named in the configuration of store {}",
+            self.store.name
+        ))
+    }
+
+    /// Checks a ServiceAccount token request; returns the namespace. The audiences must all
+    /// be ones a selector of that ServiceAccount names (see [`AccountRef`]); no audience at
+    /// all (the API server's) only when that selector names none.
+    pub fn check_account_token(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        audiences: &[String],
+    ) -> Result<String, CredentialError> {
+        let ns = self.namespace(namespace)?;
+        if self.accounts_named(name, &ns).next().is_none() {
+            return Err(self.account_not_named(name, &ns));
+        }
+        let allowed = self.accounts_named(name, &ns).any(|a| {
+            if audiences.is_empty() {
+                a.audiences.is_empty()
+            } else {
+                audiences.iter().all(|x| a.audiences.contains(x))
+            }
+        });
+        if allowed {
+            Ok(ns)
+        } else {
+            let asked = if audiences.is_empty() {
+                "the API server's audience".to_string()
+            } else {
+                format!("audiences {audiences:?}")
+            };
             Err(CredentialError::Denied(format!(
-                "serviceaccount {ns}/{name} is not named in the configuration of store {}",
+                "a token of serviceaccount {ns}/{name} for {asked} is not what the configuration \
+                 of store {} names (set the audiences in its serviceAccountRef)",
                 self.store.name
             )))
         }
     }
 
-    /// Checks an operator-token request.
-    pub fn check_operator_token(&self, provider: &str) -> Result<(), CredentialError> {
+    /// Checks an operator-token request. Only a ClusterSecretStore, set up by the cluster
+    /// admin, may use the operator's own token, and only when the Provider grants it: a
+    /// namespaced store would send the operator's API-server token to a server its
+    /// namespace user chose. The token is the operator's mounted one, so it is asked for
+    /// with no audiences.
+    pub fn check_operator_token(
+        &self,
+        provider: &str,
+        audiences: &[String],
+    ) -> Result<(), CredentialError> {
+        if self.store.kind == StoreKind::SecretStore {
+            return Err(CredentialError::Denied(format!(
+                "SecretStore {}/{} may not use the operator's service-account token (only a \
+                 ClusterSecretStore may); name a serviceAccountRef or secretRef in its auth",
+                self.store.namespace, self.store.name
+            )));
+        }
+        if !audiences.is_empty() {
+            return Err(CredentialError::Denied(format!(
+                "the operator's service-account token has only the API server's audience, not \
+                 {audiences:?}"
+            )));
+        }
         if self.allow_operator_token {
             Ok(())
         } else {
             Err(CredentialError::Denied(format!(
-                "provider {provider} is not granted the operator's service-account token"
+                "provider {provider} is not granted the operator's service-account token (the \
+                 admin can set spec.credentials.allowOperatorServiceAccountToken: true on the \
+                 Provider, or the store can name a serviceAccountRef or secretRef)"
             )))
         }
+    }
+}
+
+/// TokenRequest tokens one store holds at most; past this, new ones are not kept.
+pub const MAX_CACHED_TOKENS: usize = 16;
+
+/// The ServiceAccount tokens minted for one store, by namespace, name and audiences, so a
+/// storm of calls does not create a token per call. A token is handed out again only
+/// while more than half of its lifetime is left.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: std::sync::Mutex<HashMap<TokenKey, (Token, u64)>>,
+}
+
+type TokenKey = (String, String, Vec<String>);
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn token_key(namespace: &str, name: &str, audiences: &[String]) -> TokenKey {
+    let mut audiences = audiences.to_vec();
+    audiences.sort();
+    audiences.dedup();
+    (namespace.into(), name.into(), audiences)
+}
+
+impl TokenCache {
+    /// A token for the ServiceAccount from the cache, or minted by `source` and kept.
+    pub async fn service_account_token(
+        &self,
+        source: &dyn CredentialSource,
+        namespace: &str,
+        name: &str,
+        audiences: &[String],
+    ) -> Result<Token, CredentialError> {
+        let key = token_key(namespace, name, audiences);
+        let now = now_ms();
+        {
+            let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            tokens.retain(|_, (_, reuse_until)| *reuse_until > now);
+            if let Some((token, _)) = tokens.get(&key) {
+                return Ok(token.clone());
+            }
+        }
+        let token = source
+            .service_account_token(namespace, name, audiences)
+            .await?;
+        let reuse_until = now.saturating_add(token.expires_at_ms.saturating_sub(now) / 2);
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.len() < MAX_CACHED_TOKENS || tokens.contains_key(&key) {
+            tokens.insert(key, (token.clone(), reuse_until));
+        }
+        Ok(token)
     }
 }
 
@@ -490,6 +661,152 @@ mod tests {
         assert!(p.check_key("x", "k", None, false).is_err());
         assert_eq!(p.check_account("eso", None).unwrap(), "team-a");
         assert!(p.check_account("default", None).is_err());
-        assert!(p.check_operator_token("vault").is_err());
+        assert!(p.check_operator_token("vault", &[]).is_err());
+    }
+
+    #[test]
+    fn a_namespaced_store_never_gets_the_operators_token() {
+        let config = json!({"auth": {"kubernetes": {"role": "r"}}});
+        let p = CredentialPolicy::from_config(&config, &store(StoreKind::SecretStore), true);
+        let err = p.check_operator_token("vault", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("name a serviceAccountRef or secretRef"),
+            "{err}"
+        );
+        let p = CredentialPolicy::from_config(&config, &store(StoreKind::ClusterSecretStore), true);
+        assert_eq!(p.check_operator_token("vault", &[]), Ok(()));
+        assert!(p.check_operator_token("vault", &["other".into()]).is_err());
+    }
+
+    /// Counts TokenRequests; each token lives an hour.
+    #[derive(Default)]
+    struct Minting(std::sync::atomic::AtomicU32);
+
+    impl CredentialSource for Minting {
+        fn secret_key<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<SecretSlice<u8>, CredentialError>> {
+            unreachable!()
+        }
+        fn config_map_key<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<String, CredentialError>> {
+            unreachable!()
+        }
+        fn service_account_token<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [String],
+        ) -> BoxFuture<'a, Result<Token, CredentialError>> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                Ok(Token {
+                    token: SecretString::from(format!("token-{n}")),
+                    expires_at_ms: far_future_ms(),
+                })
+            })
+        }
+        fn service_account_annotation<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<String>, CredentialError>> {
+            unreachable!()
+        }
+        fn operator_token<'a>(
+            &'a self,
+            _: &'a [String],
+        ) -> BoxFuture<'a, Result<Token, CredentialError>> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_token_requests_mints_one_token_per_account_and_audiences() {
+        let source = Minting::default();
+        let cache = TokenCache::default();
+        let aud = vec!["vault".to_string()];
+        for _ in 0..50 {
+            cache
+                .service_account_token(&source, "ns", "sa", &aud)
+                .await
+                .unwrap();
+        }
+        cache
+            .service_account_token(&source, "ns", "sa", &[])
+            .await
+            .unwrap();
+        cache
+            .service_account_token(&source, "ns", "other", &aud)
+            .await
+            .unwrap();
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_token_is_minted_only_for_the_audiences_the_store_config_names() {
+        let p = |config: serde_json::Value| {
+            CredentialPolicy::from_config(&config, &store(StoreKind::SecretStore), false)
+        };
+        let aud = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Vault kubernetes auth without audiences: the API server's, nothing else.
+        let k8s = p(json!({"auth": {"kubernetes": {"serviceAccountRef": {"name": "sa"}}}}));
+        assert!(k8s.check_account_token("sa", None, &[]).is_ok());
+        assert!(
+            k8s.check_account_token("sa", None, &aud(&["https://evil"]))
+                .is_err()
+        );
+        // Named audiences: those (or some), never the API server's.
+        let named = p(json!({"auth": {"kubernetes": {"serviceAccountRef":
+            {"name": "sa", "audiences": ["vault-a", "vault-b"]}}}}));
+        assert!(
+            named
+                .check_account_token("sa", None, &aud(&["vault-a", "vault-b"]))
+                .is_ok()
+        );
+        assert!(
+            named
+                .check_account_token("sa", None, &aud(&["vault-b"]))
+                .is_ok()
+        );
+        assert!(named.check_account_token("sa", None, &[]).is_err());
+        assert!(
+            named
+                .check_account_token("sa", None, &aud(&["vault-a", "x"]))
+                .is_err()
+        );
+        // ESO's defaults where the selector sits: Vault JWT `vault`, AWS STS.
+        let jwt = p(json!({"auth": {"jwt": {"kubernetesServiceAccountToken":
+            {"serviceAccountRef": {"name": "sa"}}}}}));
+        assert!(
+            jwt.check_account_token("sa", None, &aud(&["vault"]))
+                .is_ok()
+        );
+        assert!(jwt.check_account_token("sa", None, &[]).is_err());
+        let jwt = p(json!({"auth": {"jwt": {"kubernetesServiceAccountToken":
+            {"serviceAccountRef": {"name": "sa", "audiences": ["a"]}, "audiences": ["b"]}}}}));
+        assert!(
+            jwt.check_account_token("sa", None, &aud(&["a", "b"]))
+                .is_ok()
+        );
+        assert!(
+            jwt.check_account_token("sa", None, &aud(&["vault"]))
+                .is_err()
+        );
+        let aws = p(json!({"auth": {"jwt": {"serviceAccountRef": {"name": "sa"}}}}));
+        assert!(
+            aws.check_account_token("sa", None, &aud(&["sts.amazonaws.com"]))
+                .is_ok()
+        );
+        assert!(aws.check_account_token("sa", None, &[]).is_err());
     }
 }

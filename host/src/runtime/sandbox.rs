@@ -10,7 +10,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::airlock::provider::{cache, credentials, log};
 use super::cache::StoreCache;
-use super::credentials::{CredentialError, CredentialPolicy, Credentials};
+use super::credentials::{CredentialError, CredentialPolicy, Credentials, TokenCache};
 use super::egress::EgressHooks;
 use super::redact::Redactor;
 use crate::backend::StoreInfo;
@@ -41,6 +41,8 @@ pub struct Sandbox {
     pub(super) cache: Arc<StoreCache>,
     pub(super) credentials: Credentials,
     pub(super) policy: CredentialPolicy,
+    /// The store's minted ServiceAccount tokens.
+    pub(super) tokens: Arc<TokenCache>,
     pub(super) log_lines: u32,
     /// The guest's panic report (the SDK's panic hook logs one), for the trap's message.
     pub(super) panic: Option<String>,
@@ -303,10 +305,18 @@ impl credentials::Host for Sandbox {
     ) -> Result<credentials::Token, credentials::CredentialError> {
         self.count_credential_request()?;
         use secrecy::ExposeSecret;
-        let ns = self.account_namespace(&selector)?;
-        let source = self.credentials.clone();
-        let token = source
-            .service_account_token(&ns, &selector.name, &selector.audiences)
+        let ns = self
+            .policy
+            .check_account_token(
+                &selector.name,
+                selector.namespace.as_deref(),
+                &selector.audiences,
+            )
+            .inspect_err(|e| denied_log(&self.provider, e))
+            .map_err(to_wit)?;
+        let (source, tokens) = (self.credentials.clone(), self.tokens.clone());
+        let token = tokens
+            .service_account_token(&*source, &ns, &selector.name, &selector.audiences)
             .await
             .map_err(to_wit)?;
         self.redactor.add(token.token.expose_secret().as_bytes());
@@ -337,7 +347,7 @@ impl credentials::Host for Sandbox {
         self.count_credential_request()?;
         use secrecy::ExposeSecret;
         self.policy
-            .check_operator_token(&self.provider)
+            .check_operator_token(&self.provider, &audiences)
             .inspect_err(|e| denied_log(&self.provider, e))
             .map_err(to_wit)?;
         let source = self.credentials.clone();

@@ -367,7 +367,7 @@ fn operator_token() -> Result<String, Error> {
         .map(|t| t.token)
         .map_err(|e| match e {
             CredentialError::Denied(m) => Error::access_denied(format!(
-                "auth.kubernetes names neither serviceAccountRef nor secretRef, so it needs the operator's own service-account token: {m} (the admin can set spec.credentials.allowOperatorServiceAccountToken: true on the Provider \"vault\", or the store can name a serviceAccountRef)"
+                "auth.kubernetes names neither serviceAccountRef nor secretRef, so it needs the operator's own service-account token: {m}"
             )),
             other => credential_error("the operator's service-account token", other),
         })

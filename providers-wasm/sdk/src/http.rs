@@ -121,7 +121,7 @@ pub fn send(request: &Request) -> Result<Response, Error> {
         let Some(location) = response.header("location") else {
             return Ok(response);
         };
-        current.url = resolve_location(&current.url, location);
+        redirect(&mut current, location);
         if response.status == 303 {
             current.method = "GET".into();
             current.body.clear();
@@ -311,6 +311,37 @@ impl Url {
     }
 }
 
+/// Headers that carry a credential, or a signature over one, for the host they were meant for.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-vault-token",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+];
+
+/// Points `request` at `location`. A redirect to another scheme, host or port drops the
+/// credential headers, so a backend (or whoever controls its `Location`) cannot forward a
+/// token to a host it was not meant for.
+fn redirect(request: &mut Request, location: &str) {
+    let next = resolve_location(&request.url, location);
+    if origin(&next) != origin(&request.url) {
+        request
+            .headers
+            .retain(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+    }
+    request.url = next;
+}
+
+/// `scheme://authority` of `url`, lowercased.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}://{authority}").to_ascii_lowercase()
+}
+
 /// Resolves a `Location` header against the URL it came from.
 fn resolve_location(base: &str, location: &str) -> String {
     if location.contains("://") {
@@ -368,6 +399,34 @@ mod tests {
             resolve_location("http://a:1/x", "https://evil/"),
             "https://evil/"
         );
+    }
+
+    #[test]
+    fn a_cross_origin_redirect_drops_credential_headers_and_a_same_origin_one_keeps_them() {
+        let signed = || {
+            Request::new("GET", "https://vault.corp:8200/v1/secret/a")
+                .header("X-Vault-Token", "s.token")
+                .header("Authorization", "Bearer t")
+                .header("X-Amz-Security-Token", "sts")
+                .header("Accept", "application/json")
+        };
+        let names = |r: &Request| r.headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+
+        let mut same = signed();
+        redirect(&mut same, "/v1/secret/b");
+        assert_eq!(same.url, "https://vault.corp:8200/v1/secret/b");
+        assert_eq!(names(&same).len(), 4);
+
+        for elsewhere in [
+            "https://evil.example/steal",
+            "https://vault.corp:8443/v1/secret/a",
+            "http://vault.corp:8200/v1/secret/a",
+        ] {
+            let mut moved = signed();
+            redirect(&mut moved, elsewhere);
+            assert_eq!(moved.url, elsewhere);
+            assert_eq!(names(&moved), ["Accept"], "{elsewhere}");
+        }
     }
 
     #[test]

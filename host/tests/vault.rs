@@ -1548,3 +1548,113 @@ async fn the_seed_vault_stores_and_external_secret_sync_on_the_real_control_plan
         Some(expected)
     );
 }
+
+/// Answers every request on `listener` with `answer(path)`, keeping each request head.
+async fn recording_server(
+    listener: tokio::net::TcpListener,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+    answer: impl Fn(&str) -> String + Send + Sync + 'static,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = Arc::new(answer);
+    while let Ok((mut sock, _)) = listener.accept().await {
+        let (heads, answer) = (heads.clone(), answer.clone());
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            heads.lock().unwrap().push(head);
+            let _ = sock.write_all(answer(&path).as_bytes()).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_never_carries_the_vault_token() {
+    let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (origin_port, elsewhere_port) = (
+        origin.local_addr().unwrap().port(),
+        elsewhere.local_addr().unwrap().port(),
+    );
+    let origin_heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let elsewhere_heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kv = |value: &str| {
+        let body = json!({"data": {"data": {"password": value},
+            "metadata": {"version": 1, "created_time": "2026-12-01T00:00:00Z",
+                         "deletion_time": "", "destroyed": false}}})
+        .to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let moved = |location: String| {
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // The store's own server moves `same` within itself and `away` to another port: another
+    // origin, so a server the store's configuration never named.
+    tokio::spawn(recording_server(
+        origin,
+        origin_heads.clone(),
+        move |path| {
+            if path.ends_with("/same") {
+                moved(path.replace("/same", "/landed"))
+            } else if path.ends_with("/landed") {
+                kv("same-origin")
+            } else {
+                moved(format!("http://127.0.0.1:{elsewhere_port}{path}"))
+            }
+        },
+    ));
+    tokio::spawn(recording_server(
+        elsewhere,
+        elsewhere_heads.clone(),
+        move |_| kv("elsewhere"),
+    ));
+
+    let runtime = root_runtime().await;
+    let s = store(json!({"server": format!("http://127.0.0.1:{origin_port}"),
+                         "path": "secret", "version": "v2", "auth": token_auth()}));
+    let read = |key: &str| RemoteRef {
+        property: Some("password".into()),
+        ..RemoteRef::key(key)
+    };
+    let same = get_ref(&runtime, &s, read("same"))
+        .await
+        .expect("same-origin read");
+    assert_eq!(same.as_deref(), Some("same-origin"));
+    let away = get_ref(&runtime, &s, read("away"))
+        .await
+        .expect("cross-origin read");
+    assert_eq!(away.as_deref(), Some("elsewhere"));
+
+    let has_token = |head: &String| head.to_ascii_lowercase().contains("x-vault-token:");
+    let origin_heads = origin_heads.lock().unwrap().clone();
+    let elsewhere_heads = elsewhere_heads.lock().unwrap().clone();
+    assert!(
+        origin_heads.iter().any(|h| h.contains("/landed")),
+        "{origin_heads:?}"
+    );
+    assert!(
+        origin_heads
+            .iter()
+            .filter(|h| h.contains("/v1/secret/data/"))
+            .all(has_token),
+        "the store's own server gets the token on every hop: {origin_heads:?}"
+    );
+    assert_eq!(elsewhere_heads.len(), 1, "{elsewhere_heads:?}");
+    assert!(
+        !has_token(&elsewhere_heads[0]) && !elsewhere_heads[0].contains(ROOT),
+        "the other origin got the token: {elsewhere_heads:?}"
+    );
+}

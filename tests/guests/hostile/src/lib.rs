@@ -236,6 +236,13 @@ impl Client for HostileClient {
                 let mib: usize = arg.parse().map_err(|_| Error::other("bad MiB"))?;
                 body_hoard(mib)
             }
+            // Issue 23 item 6 (branch storm): asks for the operator's own token, which a
+            // namespaced store must never get; answers it when the host hands it out.
+            "operator-token" => match credentials::operator_token(&[]) {
+                Ok(token) => ok(token.token),
+                Err(credentials::CredentialError::Denied(m)) => Err(Error::access_denied(m)),
+                Err(e) => Err(Error::other(format!("{e:?}"))),
+            },
             _ => Ok(None),
         }
     }

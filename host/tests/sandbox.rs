@@ -972,7 +972,10 @@ async fn a_cache_flood_is_refused_by_the_bound_and_leaves_the_redactor_and_the_l
         Some("flooded the cache")
     );
     let logs = captured.text();
-    assert!(logs.contains(&"x".repeat(1000)), "the guest's line is missing:\n{logs}");
+    assert!(
+        logs.contains(&"x".repeat(1000)),
+        "the guest's line is missing:\n{logs}"
+    );
     assert!(!logs.contains("[withheld"), "{logs}");
 }
 
@@ -986,7 +989,9 @@ async fn a_credential_flood_logs_one_denial_and_long_names_are_cut() {
     assert!(answer.unwrap_or_default().starts_with("32 granted"));
     let long = "n".repeat(60_000);
     for _ in 0..10 {
-        let err = get(&rt, &s, &format!("secret:{long}/key")).await.unwrap_err();
+        let err = get(&rt, &s, &format!("secret:{long}/key"))
+            .await
+            .unwrap_err();
         assert!(err.to_string().starts_with("access denied"), "{err}");
     }
     let logs = captured.text();
@@ -996,5 +1001,8 @@ async fn a_credential_flood_logs_one_denial_and_long_names_are_cut() {
         .collect();
     // One for the flood (its first request past the bound), one per call for the name.
     assert_eq!(denials.len(), 11, "{logs}");
-    assert!(denials.iter().all(|l| l.len() < 1024), "a denial quotes the whole name");
+    assert!(
+        denials.iter().all(|l| l.len() < 1024),
+        "a denial quotes the whole name"
+    );
 }

@@ -202,7 +202,11 @@ mod tests {
     #[test]
     fn values_expire_after_their_ttl() {
         let cache = StoreCache::default();
-        assert!(cache.set("token", b"abc", Duration::from_millis(30)).is_ok());
+        assert!(
+            cache
+                .set("token", b"abc", Duration::from_millis(30))
+                .is_ok()
+        );
         assert_eq!(cache.get("token").as_deref(), Some(&b"abc"[..]));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get("token"), None);

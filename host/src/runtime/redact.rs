@@ -84,8 +84,7 @@ impl Redactor {
             }
             return;
         }
-        if self.values.len() >= MAX_VALUES
-            || self.pattern_bytes + pattern.len() > MAX_PATTERN_BYTES
+        if self.values.len() >= MAX_VALUES || self.pattern_bytes + pattern.len() > MAX_PATTERN_BYTES
         {
             self.overflowed = true;
             self.values = HashMap::new();

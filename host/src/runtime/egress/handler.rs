@@ -75,8 +75,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
             if !sandbox.egress.reserve_body() {
                 return Ok((Err(()),));
             }
-            let body =
-                wasi_http::types::HostOutgoingResponse::body(&mut sandbox.http(), response)?;
+            let body = wasi_http::types::HostOutgoingResponse::body(&mut sandbox.http(), response)?;
             if body.is_err() {
                 drop(store.data().egress.body_sent());
             }

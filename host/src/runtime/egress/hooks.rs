@@ -187,7 +187,10 @@ impl WasiHttpHooks for EgressHooks {
         // request line absolute-form, which a proxy on the granted host forwards anywhere;
         // `*` and `?query` are not paths either. The http crate refuses the first today;
         // this does not rely on it.
-        if uri.path_and_query().is_some_and(|p| !p.as_str().starts_with('/')) {
+        if uri
+            .path_and_query()
+            .is_some_and(|p| !p.as_str().starts_with('/'))
+        {
             record(
                 &self.refusals,
                 format!(

@@ -786,8 +786,9 @@ fn leb128(out: &mut Vec<u8>, mut n: u32) {
 }
 
 /// The hostile component with `count` more core instances, each of a module holding one
-/// linear memory of `pages` 64 KiB pages: a component as any toolchain could emit it.
-fn hostile_with_memories(count: u32, pages: u32) -> Vec<u8> {
+/// linear memory of `pages` 64 KiB pages (none when `None`): a component as any toolchain
+/// could emit it.
+fn hostile_with_instances(count: u32, pages: Option<u32>) -> Vec<u8> {
     let mut wasm = airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE);
     // The new module's index is the number of core modules already defined at top level.
     let (mut at, mut modules) = (8, 0u32);
@@ -807,10 +808,12 @@ fn hostile_with_memories(count: u32, pages: u32) -> Vec<u8> {
         modules += u32::from(id == 1);
         at += size;
     }
-    let mut memory = vec![1, 0x00];
-    leb128(&mut memory, pages);
     let mut module = b"\0asm\x01\0\0\0".to_vec();
-    append_section(&mut module, 5, &memory);
+    if let Some(pages) = pages {
+        let mut memory = vec![1, 0x00];
+        leb128(&mut memory, pages);
+        append_section(&mut module, 5, &memory);
+    }
     append_section(&mut wasm, 1, &module);
     let mut instances = Vec::new();
     leb128(&mut instances, count);
@@ -826,19 +829,25 @@ fn hostile_with_memories(count: u32, pages: u32) -> Vec<u8> {
 #[tokio::test]
 async fn a_component_with_more_memories_than_an_instance_may_have_is_refused_at_load() {
     let rt = common::runtime();
-    // 128 memories: every memory slot of the default pool, were it allowed.
-    let err = rt
-        .install("hoarder", &hostile_with_memories(127, 1), Grants::none())
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "InvalidProviderModule", "{err}");
-    assert!(
-        err.to_string()
-            .contains("more than one provider instance may have (2 linear memories"),
-        "{err}"
-    );
+    // Were it allowed, a few such instances would take every memory slot of the pool.
+    for (wasm, what) in [
+        (hostile_with_instances(2, Some(1)), "3 Wasm linear memories"),
+        (hostile_with_instances(40, None), "43 core module instances"),
+    ] {
+        let err = rt
+            .install("hoarder", &wasm, Grants::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidProviderModule", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("more than one provider instance may have (2 linear memories")
+                && message.contains(what),
+            "{message}"
+        );
+    }
     // The same shape within the counts loads and runs.
-    let fits = hostile_with_memories(1, 1);
+    let fits = hostile_with_instances(1, Some(1));
     rt.install("two-memories", &fits, Grants::none())
         .await
         .unwrap();
@@ -852,7 +861,7 @@ async fn the_memory_limit_counts_every_memory_of_an_instance() {
     let rt = common::runtime();
     // A second memory of 64 MiB: within the default limit alone, not beside the first.
     // Installing runs it once (to read its metadata): that instance is stopped.
-    let wasm = hostile_with_memories(1, 1024);
+    let wasm = hostile_with_instances(1, Some(1024));
     let err = rt
         .install("big-memory", &wasm, Grants::none())
         .await

@@ -22,16 +22,18 @@ use super::sandbox::Sandbox;
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 // What one provider instance may contain. A Rust component built for wasm32-wasip2 has one
-// linear memory, two tables and four core instances (its module, the indirect-call shim,
-// its fixup, and the wasi adapter's); each bound is twice that. The pool holds this much
-// per instance slot, so one component cannot take the slots of others, and the store's
-// limiter enforces the same counts where the pool is unavailable.
+// linear memory, two tables and three core instances; memories and tables are twice that.
+// Core instances hold no pool reservation of their own, and an interpreter linked from
+// several shared libraries (componentize-py) instantiates a dozen modules over one memory,
+// so their bound is wider. The pool holds this much per instance slot, so one component
+// cannot take the slots of others, and the store's limiter enforces the same counts where
+// the pool is unavailable.
 /// Linear memories one provider instance may have.
 pub const MAX_MEMORIES: u32 = 2;
 /// Tables one provider instance may have.
 pub const MAX_TABLES: u32 = 4;
 /// Core module instances one provider instance may have.
-pub const MAX_CORE_INSTANCES: u32 = 8;
+pub const MAX_CORE_INSTANCES: u32 = 32;
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
@@ -39,6 +41,7 @@ pub struct EngineConfig {
     /// Where precompiled components are kept; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
     /// Instances that may exist at once across all providers (pooling allocator slots).
+    /// The providers' `max_concurrent_instances` together may not exceed it.
     pub max_instances: u32,
     /// The largest memory any provider may be granted.
     pub max_memory_bytes: u64,

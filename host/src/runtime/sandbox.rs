@@ -142,7 +142,9 @@ impl ResourceLimiter for Limiter {
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> Result<()> {
-        self.memory_used -= std::mem::take(&mut self.last_growth);
+        self.memory_used = self
+            .memory_used
+            .saturating_sub(std::mem::take(&mut self.last_growth));
         Ok(())
     }
 

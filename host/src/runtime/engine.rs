@@ -53,7 +53,9 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             cache_dir: None,
-            max_instances: 64,
+            // Sixteen providers at the default 16 instances each. A slot is address space
+            // reserved, not memory: only slots in use at once are ever touched.
+            max_instances: 256,
             max_memory_bytes: 256 << 20,
             max_cache_bytes: super::cache::DEFAULT_ALL_STORES_BYTES,
         }

@@ -23,7 +23,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-pub use self::cache::StoreCache;
+pub use self::cache::{CacheBudget, StoreCache};
 pub use self::credentials::{
     CredentialError, CredentialSource, Credentials, StaticCredentials, Token,
 };
@@ -128,6 +128,21 @@ pub enum RuntimeError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The providers installed would be allowed more instances at once than the runtime's
+    /// pool holds, so one could take the slots another was promised.
+    #[error(
+        "provider {provider} may run {requested} instances at once, but the runtime holds {pool} in all and the other providers are granted {others} of them; lower its spec.limits.maxConcurrentInstances or another provider's"
+    )]
+    InstancePool {
+        /// The provider being installed.
+        provider: String,
+        /// Its `maxConcurrentInstances`.
+        requested: u32,
+        /// The sum of the other providers' `maxConcurrentInstances`.
+        others: u32,
+        /// The instances of the runtime's pool.
+        pool: u32,
+    },
     /// The guest trapped (panicked, hit `unreachable`, …).
     #[error("provider {provider} crashed: {message}")]
     Trap {
@@ -155,6 +170,7 @@ impl RuntimeError {
             RuntimeError::MemoryLimit { .. } => "ProviderMemoryLimitExceeded",
             RuntimeError::ResourceLimit { .. } => "ProviderResourceLimitExceeded",
             RuntimeError::TransferLimit { .. } => "ProviderTransferLimitExceeded",
+            RuntimeError::InstancePool { .. } => "InstancePoolOvercommitted",
             RuntimeError::Trap { .. } => "ProviderCrashed",
         }
     }
@@ -270,6 +286,12 @@ struct Inner {
     stores: Mutex<HashMap<StoreKey, Arc<StoreState>>>,
     credentials: Credentials,
     resolver: Arc<dyn Resolver>,
+    /// What the caches of all stores may hold together.
+    cache_budget: Arc<CacheBudget>,
+    /// Instances of the pool, one permit each, taken by every instantiation. Installs keep
+    /// the providers' shares within it, so a provider waits only on its own share.
+    instances: Arc<Semaphore>,
+    pool: u32,
 }
 
 impl std::fmt::Debug for Inner {
@@ -310,6 +332,9 @@ impl Runtime {
                 stores: Mutex::default(),
                 credentials,
                 resolver,
+                cache_budget: Arc::new(CacheBudget::new(config.max_cache_bytes)),
+                instances: Arc::new(Semaphore::new(config.max_instances.max(1) as usize)),
+                pool: config.max_instances.max(1),
             }),
         })
     }
@@ -324,6 +349,7 @@ impl Runtime {
         wasm: &[u8],
         grants: Grants,
     ) -> Result<Arc<LoadedProvider>, RuntimeError> {
+        self.check_share(name, &grants)?;
         let (component, digest, origin) = self.inner.host.component(wasm)?;
         let pre = self
             .inner
@@ -359,10 +385,59 @@ impl Runtime {
             validator,
             pre,
         });
-        if let Ok(mut providers) = self.inner.providers.write() {
-            providers.insert(name.to_string(), provider.clone());
-        }
+        let mut providers = self
+            .inner
+            .providers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        // Checked again under the lock: another install may have run meanwhile.
+        self.share_fits(&providers, name, &provider.grants)?;
+        providers.insert(name.to_string(), provider.clone());
         Ok(provider)
+    }
+
+    /// Whether `grants` leave the instances of every other installed provider available.
+    fn check_share(&self, name: &str, grants: &Grants) -> Result<(), RuntimeError> {
+        let providers = self
+            .inner
+            .providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        self.share_fits(&providers, name, grants)
+    }
+
+    fn share_fits(
+        &self,
+        providers: &HashMap<String, Arc<LoadedProvider>>,
+        name: &str,
+        grants: &Grants,
+    ) -> Result<(), RuntimeError> {
+        let share = |g: &Grants| g.limits.max_concurrent_instances.max(1);
+        let others: u32 = providers
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .map(|(_, p)| share(&p.grants))
+            .fold(0, u32::saturating_add);
+        let requested = share(grants);
+        if others.saturating_add(requested) > self.inner.pool {
+            return Err(RuntimeError::InstancePool {
+                provider: name.to_string(),
+                requested,
+                others,
+                pool: self.inner.pool,
+            });
+        }
+        Ok(())
+    }
+
+    /// A slot of the instance pool.
+    async fn instance_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RuntimeError> {
+        self.inner
+            .instances
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::Engine("the runtime is shutting down".into()))
     }
 
     /// Removes provider `name`.
@@ -385,6 +460,13 @@ impl Runtime {
         let provider = self
             .provider(name)
             .ok_or_else(|| RuntimeError::ProviderNotFound(name.to_string()))?;
+        let _permit = provider
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::Engine("provider is shutting down".into()))?;
+        let _slot = self.instance_slot().await?;
         let mut store = self.new_store(
             provider.name_arc.clone(),
             &provider.grants,
@@ -430,6 +512,7 @@ impl Runtime {
             CredentialPolicy::from_config(&serde_json::Value::Null, &empty_store(), false),
             Arc::default(),
         );
+        let _slot = self.instance_slot().await?;
         let run = async {
             let bindings = pre.instantiate_async(&mut store).await?;
             let guest = bindings.airlock_provider_secrets();
@@ -502,10 +585,7 @@ impl Runtime {
                 http
             },
             egress,
-            limiter: Limiter {
-                memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
-                memory_exhausted: false,
-            },
+            limiter: Limiter::new(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX)),
             provider,
             store: store_info,
             cache,
@@ -515,6 +595,8 @@ impl Runtime {
             log_lines: 0,
             panic: None,
             credential_requests: 0,
+            denials_logged: 0,
+            cache_refused: false,
             held_logs: Vec::new(),
             redactor: Redactor::default(),
             ticks: 0,
@@ -576,7 +658,7 @@ impl Runtime {
                 &store.info,
                 provider.grants.allow_operator_token,
             ),
-            cache: Arc::default(),
+            cache: Arc::new(StoreCache::new(self.inner.cache_budget.clone())),
             client,
             config_text,
             tokens: Arc::default(),
@@ -637,6 +719,7 @@ impl Runtime {
             .acquire_owned()
             .await
             .map_err(shutting_down)?;
+        let _slot = self.instance_slot().await?;
         let mut wstore = self.new_store(
             provider.name_arc.clone(),
             &provider.grants,

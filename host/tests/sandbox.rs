@@ -762,3 +762,256 @@ async fn one_stores_slow_calls_leave_room_for_another_store_of_the_same_provider
         assert_eq!(call.await.unwrap().unwrap().as_deref(), Some("200 slow"));
     }
 }
+
+// Issue 23 items 4, 5, 8 and 14 (branch runtime): what one instance may contain, what the
+// redactor and the cache keep, what a call may buffer unsent, and what reaches the log.
+
+/// Appends `section` with id `id` to a component's bytes.
+fn append_section(wasm: &mut Vec<u8>, id: u8, section: &[u8]) {
+    wasm.push(id);
+    leb128(wasm, section.len() as u32);
+    wasm.extend_from_slice(section);
+}
+
+fn leb128(out: &mut Vec<u8>, mut n: u32) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The hostile component with `count` more core instances, each of a module holding one
+/// linear memory of `pages` 64 KiB pages (none when `None`): a component as any toolchain
+/// could emit it.
+fn hostile_with_instances(count: u32, pages: Option<u32>) -> Vec<u8> {
+    let mut wasm = airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE);
+    // The new module's index is the number of core modules already defined at top level.
+    let (mut at, mut modules) = (8, 0u32);
+    while at < wasm.len() {
+        let id = wasm[at];
+        let (mut size, mut shift) = (0usize, 0);
+        at += 1;
+        loop {
+            let b = wasm[at];
+            at += 1;
+            size |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        modules += u32::from(id == 1);
+        at += size;
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    if let Some(pages) = pages {
+        let mut memory = vec![1, 0x00];
+        leb128(&mut memory, pages);
+        append_section(&mut module, 5, &memory);
+    }
+    append_section(&mut wasm, 1, &module);
+    let mut instances = Vec::new();
+    leb128(&mut instances, count);
+    for _ in 0..count {
+        instances.push(0x00);
+        leb128(&mut instances, modules);
+        instances.push(0);
+    }
+    append_section(&mut wasm, 2, &instances);
+    wasm
+}
+
+#[tokio::test]
+async fn a_component_with_more_memories_than_an_instance_may_have_is_refused_at_load() {
+    let rt = common::runtime();
+    // Were it allowed, a few such instances would take every memory slot of the pool.
+    for (wasm, what) in [
+        (hostile_with_instances(2, Some(1)), "3 Wasm linear memories"),
+        (hostile_with_instances(40, None), "43 core module instances"),
+    ] {
+        let err = rt
+            .install("hoarder", &wasm, Grants::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidProviderModule", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("more than one provider instance may have (2 linear memories")
+                && message.contains(what),
+            "{message}"
+        );
+    }
+    // The same shape within the counts loads and runs.
+    let fits = hostile_with_instances(1, Some(1));
+    rt.install("two-memories", &fits, Grants::none())
+        .await
+        .unwrap();
+    let s = store("two-memories", "attacker", json!({}));
+    assert_eq!(get(&rt, &s, "counter").await.unwrap().as_deref(), Some("1"));
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn the_memory_limit_counts_every_memory_of_an_instance() {
+    let rt = common::runtime();
+    // A second memory of 64 MiB: within the default limit alone, not beside the first.
+    // Installing runs it once (to read its metadata): that instance is stopped.
+    let wasm = hostile_with_instances(1, Some(1024));
+    let err = rt
+        .install("big-memory", &wasm, Grants::none())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::MemoryLimit { limit, .. } if limit == 64 << 20),
+        "{err:?}"
+    );
+    let s = store("big-memory", "attacker", json!({}));
+    let roomy = Limits {
+        memory_bytes: 128 << 20,
+        ..Limits::default()
+    };
+    rt.install("big-memory", &wasm, Grants::parse(&[], &[], roomy).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(get(&rt, &s, "counter").await.unwrap().as_deref(), Some("1"));
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_provider_granted_more_instances_than_the_pool_leaves_is_refused() {
+    let config = EngineConfig {
+        cache_dir: Some(common::cache_dir()),
+        max_instances: 8,
+        ..EngineConfig::default()
+    };
+    let rt = Runtime::new(&config, Arc::new(StaticCredentials::default())).unwrap();
+    let share = |n| {
+        let limits = Limits {
+            max_concurrent_instances: n,
+            ..Limits::default()
+        };
+        Grants::parse(&[], &[], limits).unwrap()
+    };
+    install(&rt, "fake", airlock_test_artifacts::FAKE, share(4)).await;
+    let hostile = airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE);
+    let err = rt.install("hostile", &hostile, share(5)).await.unwrap_err();
+    assert_eq!(err.reason(), "InstancePoolOvercommitted", "{err}");
+    assert!(
+        err.to_string().contains(
+            "may run 5 instances at once, but the runtime holds 8 in all and the other providers are granted 4"
+        ),
+        "{err}"
+    );
+    assert!(rt.provider("hostile").is_none());
+    rt.install("hostile", &hostile, share(4)).await.unwrap();
+    // Replacing a provider counts its new share instead of its old one.
+    rt.install("hostile", &hostile, share(4)).await.unwrap();
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn request_bodies_a_guest_never_sends_are_bounded() {
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    let answer = get(&rt, &s, "body-hoard:64")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let (bytes, why) = answer.split_once(" bytes buffered; ").expect(&answer);
+    let bytes: usize = bytes.parse().unwrap();
+    // Four bodies of the 1 MiB request bound plus three 4 KiB chunks each.
+    let bound = airlock::runtime::egress::MAX_UNSENT_BODIES * ((1 << 20) + 3 * 4096);
+    assert!(bytes <= bound, "{bytes} bytes buffered, over {bound}");
+    assert_eq!(why, "body refused", "{answer}");
+    // A request that is sent gives its body back: the next call, and the next request
+    // of a call, are not refused.
+    let server = serve().await;
+    let rt = common::runtime();
+    let s = hostile(&rt, grants(&[format!("http://127.0.0.1:{}", server.port)])).await;
+    for _ in 0..6 {
+        let echoed = get(&rt, &s, &format!("post:{}|body", server.url("/echo")))
+            .await
+            .unwrap();
+        assert_eq!(echoed.as_deref(), Some("200 body"));
+    }
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn the_caches_of_all_stores_share_one_budget() {
+    let config = EngineConfig {
+        cache_dir: Some(common::cache_dir()),
+        max_cache_bytes: 1 << 20,
+        ..EngineConfig::default()
+    };
+    let rt = Runtime::new(&config, Arc::new(StaticCredentials::default())).unwrap();
+    install(
+        &rt,
+        "hostile",
+        airlock_test_artifacts::HOSTILE,
+        Grants::none(),
+    )
+    .await;
+    let mut kept = Vec::new();
+    for i in 0..4 {
+        let s = store("hostile", &format!("tenant-{i}"), json!({}));
+        let n = get(&rt, &s, "cache-fill:8|64").await.unwrap().unwrap();
+        kept.push(n.parse::<usize>().unwrap());
+    }
+    // Each entry is 64 KiB and a 5-byte key: a store keeps 7 within its 512 KiB, and
+    // 1 MiB across stores holds 15.
+    assert_eq!(kept, [7, 7, 1, 0]);
+    still_serves(&rt).await;
+}
+
+#[tokio::test]
+async fn a_cache_flood_is_refused_by_the_bound_and_leaves_the_redactor_and_the_log_alone() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let rt = common::runtime();
+    let s = hostile(&rt, Grants::none()).await;
+    // 512 values of 64 KiB: 32 MiB the host used to remember, 2 MiB as patterns.
+    assert_eq!(
+        get(&rt, &s, "cache-flood:512|64").await.unwrap().as_deref(),
+        Some("flooded the cache")
+    );
+    let logs = captured.text();
+    assert!(
+        logs.contains(&"x".repeat(1000)),
+        "the guest's line is missing:\n{logs}"
+    );
+    assert!(!logs.contains("[withheld"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_credential_flood_logs_one_denial_and_long_names_are_cut() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let creds = StaticCredentials::default().with_secret("team-a", "db", "password", b"pw");
+    let (rt, s) = hostile_reading_db_password(creds, "flooder").await;
+    let answer = get(&rt, &s, "credential-flood:db/password").await.unwrap();
+    assert!(answer.unwrap_or_default().starts_with("32 granted"));
+    let long = "n".repeat(60_000);
+    for _ in 0..10 {
+        let err = get(&rt, &s, &format!("secret:{long}/key"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("access denied"), "{err}");
+    }
+    let logs = captured.text();
+    let denials: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("credential request denied"))
+        .collect();
+    // One for the flood (its first request past the bound), one per call for the name.
+    assert_eq!(denials.len(), 11, "{logs}");
+    assert!(
+        denials.iter().all(|l| l.len() < 1024),
+        "a denial quotes the whole name"
+    );
+}

@@ -10,7 +10,7 @@ mod hooks;
 mod pattern;
 
 pub use connector::{EgressClient, Resolver, SystemResolver, TlsSettings};
-pub use hooks::EgressHooks;
+pub use hooks::{EgressHooks, MAX_UNSENT_BODIES};
 pub use pattern::HostPattern;
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -21,23 +21,43 @@ use super::sandbox::Sandbox;
 /// How often the epoch advances: the unit of the CPU budget.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+// What one provider instance may contain. A Rust component built for wasm32-wasip2 has one
+// linear memory, two tables and three core instances; memories and tables are twice that.
+// Core instances hold no pool reservation of their own, and an interpreter linked from
+// several shared libraries (componentize-py) instantiates a dozen modules over one memory,
+// so their bound is wider. The pool holds this much per instance slot, so one component
+// cannot take the slots of others, and the store's limiter enforces the same counts where
+// the pool is unavailable.
+/// Linear memories one provider instance may have.
+pub const MAX_MEMORIES: u32 = 2;
+/// Tables one provider instance may have.
+pub const MAX_TABLES: u32 = 4;
+/// Core module instances one provider instance may have.
+pub const MAX_CORE_INSTANCES: u32 = 32;
+
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Where precompiled components are kept; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
     /// Instances that may exist at once across all providers (pooling allocator slots).
+    /// The providers' `max_concurrent_instances` together may not exceed it.
     pub max_instances: u32,
     /// The largest memory any provider may be granted.
     pub max_memory_bytes: u64,
+    /// Bytes the provider caches of all stores may hold together.
+    pub max_cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             cache_dir: None,
-            max_instances: 64,
+            // Sixteen providers at the default 16 instances each. A slot is address space
+            // reserved, not memory: only slots in use at once are ever touched.
+            max_instances: 256,
             max_memory_bytes: 256 << 20,
+            max_cache_bytes: super::cache::DEFAULT_ALL_STORES_BYTES,
         }
     }
 }
@@ -80,9 +100,12 @@ fn engine_config(pooling: Option<&EngineConfig>) -> Config {
         let n = settings.max_instances;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(n)
-            .total_core_instances(n * 8)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
+            .total_core_instances(n * MAX_CORE_INSTANCES)
+            .total_memories(n * MAX_MEMORIES)
+            .total_tables(n * MAX_TABLES)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_tables_per_component(MAX_TABLES)
             .total_stacks(n)
             .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX))
             // A fresh instance per call makes slot reset the hot path. With PAGEMAP_SCAN
@@ -239,8 +262,18 @@ impl Host {
                 Err(e) => tracing::warn!("ignoring unusable precompiled {}: {e:#}", path.display()),
             }
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            let text = format!("{e:#}");
+            // The pooling allocator checks the counts when the component is loaded.
+            if text.contains("transitively contains") {
+                RuntimeError::Compile(format!(
+                    "it needs more than one provider instance may have ({MAX_MEMORIES} linear \
+                     memories, {MAX_TABLES} tables, {MAX_CORE_INSTANCES} core instances): {text}"
+                ))
+            } else {
+                RuntimeError::Compile(text)
+            }
+        })?;
         if let Some(path) = self.cache_path(&digest)
             && let Err(e) = store_precompiled(&component, &path)
         {

@@ -62,7 +62,7 @@ impl Grants {
 /// Per-provider resource limits. Exceeding any of them fails that call only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory one instance may grow to.
+    /// Linear memory one instance may grow to, all its memories together.
     pub memory_bytes: u64,
     /// Guest execution time one call may use, counted in epoch ticks of the runtime.
     pub cpu_time: Duration,

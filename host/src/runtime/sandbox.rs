@@ -48,6 +48,10 @@ pub struct Sandbox {
     pub(super) panic: Option<String>,
     /// Credential requests made so far in this call.
     pub(super) credential_requests: u32,
+    /// Credential denials made so far in this call (the first few are logged).
+    pub(super) denials_logged: u32,
+    /// Whether the cache refused an entry in this call (the first refusal is logged).
+    pub(super) cache_refused: bool,
     /// Guest log lines, written when the call ends (see [`Redactor`]).
     pub(super) held_logs: Vec<(log::Level, String)>,
     /// The secret bytes this call touched.
@@ -88,10 +92,30 @@ impl WasiHttpView for Sandbox {
 
 /// Memory and table limits of one instance; remembers whether a limit was hit so a trap
 /// can be reported as what it is.
+///
+/// The memory limit is the total of all the instance's linear memories, and the counts of
+/// memories, tables and core instances are those the pool holds per instance, so a
+/// component with many memories cannot multiply its limit.
 #[derive(Debug)]
 pub struct Limiter {
     pub(super) memory_bytes: usize,
     pub(super) memory_exhausted: bool,
+    /// Bytes of all linear memories of the instance.
+    pub(super) memory_used: usize,
+    /// The last growth allowed, taken back if it then fails.
+    pub(super) last_growth: usize,
+}
+
+impl Limiter {
+    /// A limiter allowing `memory_bytes` across the instance's memories.
+    pub(super) fn new(memory_bytes: usize) -> Self {
+        Limiter {
+            memory_bytes,
+            memory_exhausted: false,
+            memory_used: 0,
+            last_growth: 0,
+        }
+    }
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -99,15 +123,41 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> Result<bool> {
-        if desired > self.memory_bytes {
-            self.memory_exhausted = true;
-            return Ok(false);
+        let growth = desired.saturating_sub(current);
+        match self.memory_used.checked_add(growth) {
+            Some(total) if total <= self.memory_bytes => {
+                self.memory_used = total;
+                self.last_growth = growth;
+                Ok(true)
+            }
+            _ => {
+                self.memory_exhausted = true;
+                Ok(false)
+            }
         }
-        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> Result<()> {
+        self.memory_used = self
+            .memory_used
+            .saturating_sub(std::mem::take(&mut self.last_growth));
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        super::engine::MAX_CORE_INSTANCES as usize
+    }
+
+    fn memories(&self) -> usize {
+        super::engine::MAX_MEMORIES as usize
+    }
+
+    fn tables(&self) -> usize {
+        super::engine::MAX_TABLES as usize
     }
 
     fn table_growing(
@@ -163,7 +213,7 @@ impl Sandbox {
     pub(super) fn flush_logs(&mut self) {
         let (provider, store, ns) = (&*self.provider, &self.store.name, &self.store.namespace);
         for (level, message) in self.held_logs.drain(..) {
-            let message = truncate(self.redactor.redact_string(message), MAX_LOG_LINE);
+            let message = self.redactor.redact_cut(message, MAX_LOG_LINE);
             match level {
                 log::Level::Trace => {
                     tracing::trace!(target: "airlock::provider", provider, store, namespace = ns, "{message}")
@@ -196,12 +246,20 @@ impl cache::Host for Sandbox {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) {
-        self.redactor.add(&value);
-        if !self
+        // Only a value the cache keeps is remembered for redaction: one it refuses is the
+        // guest's own bytes, and remembering every refused value would let a guest make
+        // the redactor's work as large as it likes.
+        match self
             .cache
             .set(&key, &value, std::time::Duration::from_millis(ttl_ms))
         {
-            tracing::debug!(target: "airlock::provider", provider = &*self.provider, "cache entry {key:?} over the bound, ignored");
+            Ok(()) => self.redactor.add(&value),
+            // The first refusal of a call says why; a guest retrying in a loop adds none.
+            Err(refused) if !self.cache_refused => {
+                self.cache_refused = true;
+                tracing::debug!(target: "airlock::provider", provider = &*self.provider, "a cache entry was not kept: {refused}");
+            }
+            Err(_) => {}
         }
     }
 
@@ -218,22 +276,47 @@ fn to_wit(e: CredentialError) -> credentials::CredentialError {
     }
 }
 
-fn denied_log(provider: &str, e: &CredentialError) {
-    if let CredentialError::Denied(m) = e {
-        tracing::warn!(target: "airlock::credentials", provider, "credential request denied: {m}");
-    }
-}
+/// Credential denials one call logs; later ones are refused without a line.
+const MAX_DENIALS_LOGGED: u32 = 4;
+/// The longest denial logged: denials quote guest-chosen names and audiences.
+const MAX_DENIAL_LOG: usize = 512;
 
 impl Sandbox {
+    /// Logs a denial, up to [`MAX_DENIALS_LOGGED`] per call, cut to [`MAX_DENIAL_LOG`]
+    /// bytes and redacted.
+    fn denied_log(&mut self, e: &CredentialError) {
+        let CredentialError::Denied(m) = e else {
+            return;
+        };
+        self.denials_logged += 1;
+        if self.denials_logged > MAX_DENIALS_LOGGED {
+            return;
+        }
+        let m = self.redactor.redact_cut(m.clone(), MAX_DENIAL_LOG);
+        let provider = &*self.provider;
+        tracing::warn!(target: "airlock::credentials", provider, "credential request denied: {m}");
+    }
+
+    /// `result` with its denial logged.
+    fn checked<T>(
+        &mut self,
+        result: Result<T, CredentialError>,
+    ) -> Result<T, credentials::CredentialError> {
+        result.inspect_err(|e| self.denied_log(e)).map_err(to_wit)
+    }
+
     /// Counts one credential request, refusing those past [`MAX_CREDENTIAL_REQUESTS`].
     fn count_credential_request(&mut self) -> Result<(), credentials::CredentialError> {
-        self.credential_requests += 1;
+        self.credential_requests = self.credential_requests.saturating_add(1);
         if self.credential_requests > MAX_CREDENTIAL_REQUESTS {
             let e = CredentialError::Denied(format!(
                 "more than {MAX_CREDENTIAL_REQUESTS} credential requests in one call \
                  (each is a Kubernetes API request)"
             ));
-            denied_log(&self.provider, &e);
+            // The first request past the bound is logged; the flood after it is not.
+            if self.credential_requests == MAX_CREDENTIAL_REQUESTS + 1 {
+                self.denied_log(&e);
+            }
             return Err(to_wit(e));
         }
         Ok(())
@@ -241,13 +324,13 @@ impl Sandbox {
 
     /// The namespace of a ServiceAccount the store's configuration names, or the denial.
     fn account_namespace(
-        &self,
+        &mut self,
         selector: &credentials::ServiceAccountSelector,
     ) -> Result<String, credentials::CredentialError> {
-        self.policy
-            .check_account(&selector.name, selector.namespace.as_deref())
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)
+        let checked = self
+            .policy
+            .check_account(&selector.name, selector.namespace.as_deref());
+        self.checked(checked)
     }
 }
 
@@ -258,16 +341,13 @@ impl credentials::Host for Sandbox {
     ) -> Result<Vec<u8>, credentials::CredentialError> {
         self.count_credential_request()?;
         use secrecy::ExposeSecret;
-        let ns = self
-            .policy
-            .check_key(
-                &selector.name,
-                &selector.key,
-                selector.namespace.as_deref(),
-                false,
-            )
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)?;
+        let checked = self.policy.check_key(
+            &selector.name,
+            &selector.key,
+            selector.namespace.as_deref(),
+            false,
+        );
+        let ns = self.checked(checked)?;
         let source = self.credentials.clone();
         let value = source
             .secret_key(&ns, &selector.name, &selector.key)
@@ -282,16 +362,13 @@ impl credentials::Host for Sandbox {
         selector: credentials::KeySelector,
     ) -> Result<String, credentials::CredentialError> {
         self.count_credential_request()?;
-        let ns = self
-            .policy
-            .check_key(
-                &selector.name,
-                &selector.key,
-                selector.namespace.as_deref(),
-                true,
-            )
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)?;
+        let checked = self.policy.check_key(
+            &selector.name,
+            &selector.key,
+            selector.namespace.as_deref(),
+            true,
+        );
+        let ns = self.checked(checked)?;
         let source = self.credentials.clone();
         source
             .config_map_key(&ns, &selector.name, &selector.key)
@@ -305,15 +382,12 @@ impl credentials::Host for Sandbox {
     ) -> Result<credentials::Token, credentials::CredentialError> {
         self.count_credential_request()?;
         use secrecy::ExposeSecret;
-        let ns = self
-            .policy
-            .check_account_token(
-                &selector.name,
-                selector.namespace.as_deref(),
-                &selector.audiences,
-            )
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)?;
+        let checked = self.policy.check_account_token(
+            &selector.name,
+            selector.namespace.as_deref(),
+            &selector.audiences,
+        );
+        let ns = self.checked(checked)?;
         let (source, tokens) = (self.credentials.clone(), self.tokens.clone());
         let token = tokens
             .service_account_token(&*source, &ns, &selector.name, &selector.audiences)
@@ -346,10 +420,8 @@ impl credentials::Host for Sandbox {
     ) -> Result<credentials::Token, credentials::CredentialError> {
         self.count_credential_request()?;
         use secrecy::ExposeSecret;
-        self.policy
-            .check_operator_token(&self.provider, &audiences)
-            .inspect_err(|e| denied_log(&self.provider, e))
-            .map_err(to_wit)?;
+        let checked = self.policy.check_operator_token(&self.provider, &audiences);
+        self.checked(checked)?;
         let source = self.credentials.clone();
         let token = source.operator_token(&audiences).await.map_err(to_wit)?;
         self.redactor.add(token.token.expose_secret().as_bytes());

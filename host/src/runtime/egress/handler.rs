@@ -25,7 +25,9 @@ use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::runtime::AbortOnDropJoinHandle;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Method, Scheme};
 use wasmtime_wasi_http::p2::bindings::{LinkOptions, http as wasi_http};
-use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::p2::types::{
+    HostFutureIncomingResponse, HostOutgoingRequest, HostOutgoingResponse,
+};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttp, WasiHttpHooks, WasiHttpView};
 
 use crate::runtime::sandbox::Sandbox;
@@ -34,7 +36,11 @@ use crate::runtime::sandbox::Sandbox;
 /// Components importing an older 0.2 patch version link against it too.
 const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
 
-/// Adds `wasi:http/types` (wasmtime-wasi-http's) and Airlock's `outgoing-handler`.
+/// The `wasi:http/types` interface, whose body constructors Airlock wraps.
+const TYPES: &str = "wasi:http/types@0.2.12";
+
+/// Adds `wasi:http/types` (wasmtime-wasi-http's, with bodies counted) and Airlock's
+/// `outgoing-handler`.
 pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     let options = LinkOptions::default();
     wasi_http::types::add_to_linker::<Sandbox, WasiHttp>(
@@ -42,6 +48,41 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
         &(&options).into(),
         <Sandbox as WasiHttpView>::http,
     )?;
+    // A body buffers what the guest writes in host memory until its request is sent, so
+    // the bodies a call holds unsent are counted (see `hooks::MAX_UNSENT_BODIES`). An
+    // outgoing response is never sent (providers serve nothing): its body counts for the
+    // rest of the call.
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(TYPES)?;
+    types.func_wrap(
+        "[method]outgoing-request.body",
+        |mut store, (request,): (Resource<HostOutgoingRequest>,)| {
+            let sandbox = store.data_mut();
+            if !sandbox.egress.reserve_body() {
+                return Ok((Err(()),));
+            }
+            let body = wasi_http::types::HostOutgoingRequest::body(&mut sandbox.http(), request)?;
+            if body.is_err() {
+                drop(store.data().egress.body_sent());
+            }
+            Ok((body,))
+        },
+    )?;
+    types.func_wrap(
+        "[method]outgoing-response.body",
+        |mut store, (response,): (Resource<HostOutgoingResponse>,)| {
+            let sandbox = store.data_mut();
+            if !sandbox.egress.reserve_body() {
+                return Ok((Err(()),));
+            }
+            let body = wasi_http::types::HostOutgoingResponse::body(&mut sandbox.http(), response)?;
+            if body.is_err() {
+                drop(store.data().egress.body_sent());
+            }
+            Ok((body,))
+        },
+    )?;
+    linker.allow_shadowing(false);
     linker.instance(OUTGOING_HANDLER)?.func_wrap_async(
         "handle",
         |mut store,
@@ -51,6 +92,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
         )| {
             Box::new(async move {
                 let sandbox = store.data_mut();
+                // Its body, if any, stops counting as unsent once the send is done.
+                let sent = sandbox
+                    .table
+                    .get(&request)
+                    .is_ok_and(|r| r.body.is_some())
+                    .then(|| sandbox.egress.body_sent());
                 let (request, options) = match to_http(sandbox, request, options)? {
                     Ok(parts) => parts,
                     Err(code) => return Ok((Err(code),)),
@@ -64,10 +111,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
                         .egress
                         .send_request(request, options, Box::new(async { Ok(()) }));
                 let response = if complete {
-                    HostFutureIncomingResponse::Ready(finish(Pin::from(send).await))
+                    let response = finish(Pin::from(send).await);
+                    drop(sent);
+                    HostFutureIncomingResponse::Ready(response)
                 } else {
                     HostFutureIncomingResponse::Pending(wasmtime_wasi::runtime::spawn(async move {
-                        finish(Pin::from(send).await)
+                        let response = finish(Pin::from(send).await);
+                        drop(sent);
+                        response
                     }))
                 };
                 let future = store.data_mut().table.push(response)?;

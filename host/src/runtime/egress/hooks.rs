@@ -1,6 +1,7 @@
 //! The wasi-http hook: the only door from a guest to the network.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,17 @@ use crate::runtime::deadline::Deadlines;
 
 /// Responses up to this size with a declared length are read whole by the host.
 const PREFETCH_BYTES: u64 = 64 << 10;
+/// Bytes of one write into an outgoing body: what `blocking-write-and-flush` takes, so the
+/// body channel holds its bound in chunks of this size, not in wasi-http's 1 MiB ones.
+const BODY_CHUNK_BYTES: usize = 4096;
+/// Outgoing bodies one call may hold before they are sent: each buffers up to the request
+/// bound (plus three chunks) in host memory the guest's own limit does not count. One is
+/// what a provider needs; a request is sent before the next is built.
+pub const MAX_UNSENT_BODIES: usize = 4;
+/// Refusals one call keeps (for its error) and logs; later ones are counted only.
+const MAX_REFUSALS: usize = 16;
+/// The longest host name quoted in a refusal: the longest a DNS name can be.
+const MAX_QUOTED_HOST: usize = 253;
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendFuture =
@@ -31,6 +43,8 @@ pub struct EgressHooks {
     call_timeout: Duration,
     deadlines: Arc<Deadlines>,
     refusals: Arc<Mutex<Vec<String>>>,
+    /// Outgoing bodies created and not yet sent (see [`MAX_UNSENT_BODIES`]).
+    unsent_bodies: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for EgressHooks {
@@ -62,7 +76,36 @@ impl EgressHooks {
             call_timeout,
             deadlines,
             refusals: Arc::default(),
+            unsent_bodies: Arc::default(),
         }
+    }
+
+    /// Counts a new outgoing body, or refuses it when the call already holds
+    /// [`MAX_UNSENT_BODIES`] bodies not yet sent.
+    pub(crate) fn reserve_body(&mut self) -> bool {
+        let taken = self
+            .unsent_bodies
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_UNSENT_BODIES).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            record(
+                &self.refusals,
+                format!(
+                    "an outgoing body was refused: {MAX_UNSENT_BODIES} bodies not yet sent \
+                     already hold up to {} bytes each; send each request before building the next",
+                    self.max_request_bytes
+                ),
+            );
+        }
+        taken
+    }
+
+    /// Gives back a body counted by [`EgressHooks::reserve_body`] when the returned guard
+    /// goes: once its request is sent (or the body was never made).
+    pub(crate) fn body_sent(&self) -> BodySent {
+        BodySent(self.unsent_bodies.clone())
     }
 
     /// What the host refused during this call, in order.
@@ -71,13 +114,38 @@ impl EgressHooks {
     }
 }
 
+/// Keeps and logs a refusal, up to [`MAX_REFUSALS`] per call: a guest making millions
+/// of refused requests must not flood the operator's log. The message is built by the
+/// caller from bounded parts (see [`quoted_host`]).
+/// Releases one unsent body when dropped.
+#[derive(Debug)]
+pub(crate) struct BodySent(Arc<AtomicUsize>);
+
+impl Drop for BodySent {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
 fn record(refusals: &Mutex<Vec<String>>, message: String) {
-    tracing::warn!(target: "airlock::egress", "{message}");
-    if let Ok(mut r) = refusals.lock()
-        && r.len() < 16
-    {
+    let Ok(mut r) = refusals.lock() else {
+        return;
+    };
+    if r.len() < MAX_REFUSALS {
+        tracing::warn!(target: "airlock::egress", "{message}");
         r.push(message);
     }
+}
+
+/// A guest-chosen host as quoted in refusals: at most [`MAX_QUOTED_HOST`] bytes.
+fn quoted_host(host: &str) -> &str {
+    let mut end = host.len().min(MAX_QUOTED_HOST);
+    while !host.is_char_boundary(end) {
+        end -= 1;
+    }
+    &host[..end]
 }
 
 impl WasiHttpHooks for EgressHooks {
@@ -85,7 +153,13 @@ impl WasiHttpHooks for EgressHooks {
     // can send on the guest's own task): the body channel holds up to the request bound
     // in the 4 KiB writes `blocking-write-and-flush` allows, plus the finishing slot.
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
-        usize::try_from(self.max_request_bytes / 4096 + 2).unwrap_or(usize::MAX)
+        usize::try_from(self.max_request_bytes / BODY_CHUNK_BYTES as u64 + 2).unwrap_or(usize::MAX)
+    }
+
+    // Chunks as large as wasi-http's default (1 MiB) would let one body buffer the request
+    // bound times 256.
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
     }
 
     fn send_request(
@@ -104,9 +178,28 @@ impl WasiHttpHooks for EgressHooks {
             .to_ascii_lowercase();
         let port = uri.port_u16().or_else(|| default_port(&scheme));
         let target = format!(
-            "{scheme}://{host}:{}",
+            "{}://{}:{}",
+            quoted_host(&scheme),
+            quoted_host(&host),
             port.map_or("?".into(), |p| p.to_string())
         );
+        // Only origin-form targets: a path such as `http://other.example/` would make the
+        // request line absolute-form, which a proxy on the granted host forwards anywhere;
+        // `*` and `?query` are not paths either. The http crate refuses the first today;
+        // this does not rely on it.
+        if uri
+            .path_and_query()
+            .is_some_and(|p| !p.as_str().starts_with('/'))
+        {
+            record(
+                &self.refusals,
+                format!(
+                    "request to {target} refused: its path does not start with '/' \
+                     (only origin-form request targets are sent)"
+                ),
+            );
+            return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
+        }
         let granted = port.is_some_and(|port| {
             self.patterns
                 .iter()
@@ -270,5 +363,112 @@ fn client_error(
         HttpError::ConnectionRefused
     } else {
         HttpError::HttpProtocolError
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(patterns: &[&str]) -> EgressHooks {
+        let patterns: Arc<[HostPattern]> = patterns
+            .iter()
+            .map(|p| HostPattern::parse(p).expect("pattern"))
+            .collect();
+        EgressHooks::new(
+            "p".into(),
+            patterns,
+            None,
+            1 << 20,
+            1 << 20,
+            Duration::from_secs(30),
+            Arc::default(),
+        )
+    }
+
+    fn request(uri: http::Uri) -> http::Request<WasiBody> {
+        let body = http_body_util::Empty::<Bytes>::new()
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed_unsync();
+        http::Request::builder()
+            .uri(uri)
+            .body(body)
+            .expect("request")
+    }
+
+    fn send(hooks: &mut EgressHooks, uri: http::Uri) -> Result<(), HttpError> {
+        let sent = hooks.send_request(request(uri), None, Box::new(async { Ok(()) }));
+        futures::executor::block_on(Box::into_pin(sent)).map(|_| ())
+    }
+
+    /// What `tracing` writes while `f` runs on this thread.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("buffer").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // Another test's thread may have cached the callsite as uninteresting.
+            tracing::callsite::rebuild_interest_cache();
+            f()
+        });
+        let text = buffer.0.lock().expect("buffer").clone();
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    #[test]
+    fn a_request_whose_path_is_not_origin_form_is_refused() {
+        let mut hooks = hooks(&["http://proxy.example:3128"]);
+        for target in ["*", "?url=http://169.254.169.254/latest/meta-data"] {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some("proxy.example:3128".parse().expect("authority"));
+            parts.path_and_query = Some(target.parse().expect("the http crate takes it"));
+            let uri = http::Uri::from_parts(parts).expect("the http crate takes it");
+            assert!(
+                matches!(send(&mut hooks, uri), Err(HttpError::HttpRequestUriInvalid)),
+                "{target}"
+            );
+        }
+        let refusals = hooks.refusals();
+        assert_eq!(refusals.len(), 2);
+        assert!(
+            refusals[0].contains("its path does not start with '/'"),
+            "{refusals:?}"
+        );
+    }
+
+    #[test]
+    fn refusals_are_logged_and_kept_up_to_the_cap_with_hosts_cut_short() {
+        let mut hooks = hooks(&[]);
+        let long_host = format!("{}.example", "a".repeat(60_000));
+        let text = logged(|| {
+            for _ in 0..1000 {
+                let uri: http::Uri = format!("http://{long_host}/").parse().expect("uri");
+                assert!(send(&mut hooks, uri).is_err());
+            }
+        });
+        assert_eq!(text.lines().count(), MAX_REFUSALS, "{text}");
+        assert!(
+            text.lines().all(|l| l.len() < 600),
+            "a line quotes the whole host"
+        );
+        let refusals = hooks.refusals();
+        assert_eq!(refusals.len(), MAX_REFUSALS);
+        assert!(refusals[0].contains(&"a".repeat(MAX_QUOTED_HOST)));
+        assert!(!refusals[0].contains(&"a".repeat(MAX_QUOTED_HOST + 1)));
     }
 }

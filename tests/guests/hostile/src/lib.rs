@@ -474,7 +474,8 @@ fn body_hoard(mib: usize) -> Result<Value, Error> {
                 }
             }
         }
-        requests.push((request, body, stream));
+        // Children before their parents: a request is dropped after its body.
+        requests.push((stream, body, request));
         if written >= mib << 20 {
             break;
         }

@@ -14,7 +14,7 @@ use airlock::backend::{Backend as _, BackendError, ProviderError, StoreContext};
 use airlock::runtime::{
     Credentials, EngineConfig, Grants, Limits, Resolver, Runtime, RuntimeError, StaticCredentials,
 };
-use common::{get, install, serve, store};
+use common::{get, hostile_with_instances, install, serve, store};
 use serde_json::json;
 
 fn grants(hosts: &[String]) -> Grants {
@@ -765,66 +765,6 @@ async fn one_stores_slow_calls_leave_room_for_another_store_of_the_same_provider
 
 // Issue 23 items 4, 5, 8 and 14 (branch runtime): what one instance may contain, what the
 // redactor and the cache keep, what a call may buffer unsent, and what reaches the log.
-
-/// Appends `section` with id `id` to a component's bytes.
-fn append_section(wasm: &mut Vec<u8>, id: u8, section: &[u8]) {
-    wasm.push(id);
-    leb128(wasm, section.len() as u32);
-    wasm.extend_from_slice(section);
-}
-
-fn leb128(out: &mut Vec<u8>, mut n: u32) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// The hostile component with `count` more core instances, each of a module holding one
-/// linear memory of `pages` 64 KiB pages (none when `None`): a component as any toolchain
-/// could emit it.
-fn hostile_with_instances(count: u32, pages: Option<u32>) -> Vec<u8> {
-    let mut wasm = airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE);
-    // The new module's index is the number of core modules already defined at top level.
-    let (mut at, mut modules) = (8, 0u32);
-    while at < wasm.len() {
-        let id = wasm[at];
-        let (mut size, mut shift) = (0usize, 0);
-        at += 1;
-        loop {
-            let b = wasm[at];
-            at += 1;
-            size |= usize::from(b & 0x7f) << shift;
-            shift += 7;
-            if b < 0x80 {
-                break;
-            }
-        }
-        modules += u32::from(id == 1);
-        at += size;
-    }
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    if let Some(pages) = pages {
-        let mut memory = vec![1, 0x00];
-        leb128(&mut memory, pages);
-        append_section(&mut module, 5, &memory);
-    }
-    append_section(&mut wasm, 1, &module);
-    let mut instances = Vec::new();
-    leb128(&mut instances, count);
-    for _ in 0..count {
-        instances.push(0x00);
-        leb128(&mut instances, modules);
-        instances.push(0);
-    }
-    append_section(&mut wasm, 2, &instances);
-    wasm
-}
 
 #[tokio::test]
 async fn a_component_with_more_memories_than_an_instance_may_have_is_refused_at_load() {

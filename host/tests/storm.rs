@@ -5,6 +5,7 @@
 //! the attacks go on.
 
 mod cluster;
+mod common;
 
 use cluster::{apply, apply_fake_provider, eventually, install_crds, secret_text};
 
@@ -94,6 +95,12 @@ async fn start() -> Env {
     ] {
         std::fs::copy(artifact, providers.path().join(file)).expect("copy a provider");
     }
+    // Item 4: a component with three linear memories, more than an instance may have.
+    std::fs::write(
+        providers.path().join("hoarder.wasm"),
+        common::hostile_with_instances(2, Some(1)),
+    )
+    .expect("write hoarder.wasm");
     let cache = std::env::temp_dir().join(format!("airlock-storm-cache-{}", std::process::id()));
     let runtime = cluster::kube_runtime(&client, Some(cache));
     let config = Config {
@@ -107,6 +114,12 @@ async fn start() -> Env {
         &Api::<Provider>::all(client.clone()),
         json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
                "metadata": {"name": "hostile"}, "spec": {"module": {"path": "hostile.wasm"}}}),
+    )
+    .await;
+    apply(
+        &Api::<Provider>::all(client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "hoarder"}, "spec": {"module": {"path": "hoarder.wasm"}}}),
     )
     .await;
     for name in ["fake", "hostile"] {
@@ -164,6 +177,7 @@ async fn a_hostile_store_in_a_storm_of_stores_fails_alone_and_the_operator_stays
         .await;
     }
     env.store("hostile", json!({"hostile": {}})).await;
+    env.store("hoarder", json!({"hoarder": {}})).await;
 
     // Each attack as (ExternalSecret, spec).
     let attacks: Vec<(&str, Value)> = vec![
@@ -196,6 +210,8 @@ async fn a_hostile_store_in_a_storm_of_stores_fails_alone_and_the_operator_stays
                           "remoteRef": {"key": "db", "property": "password"}}]
             }),
         ),
+        // Item 4: a store of the Provider whose module the pool refuses.
+        ("hoarder", read_key("hoarder", "hoarder", "counter")),
         // Item 6: the operator's own token, asked for by a namespaced store.
         (
             "operator-token",
@@ -205,6 +221,13 @@ async fn a_hostile_store_in_a_storm_of_stores_fails_alone_and_the_operator_stays
     for (name, spec) in &attacks {
         env.external_secret(name, spec.clone()).await;
     }
+    // Item 5: 512 cache values of 64 KiB each, 32 MiB the redactor once had to look for in
+    // every line: the cache refuses them past its bound, and the call ends quickly and well.
+    env.external_secret(
+        "cache-flood",
+        read_key("cache-flood", "hostile", "cache-flood:512|64"),
+    )
+    .await;
 
     for i in 0..STORM {
         let secrets = env.api::<Secret>();
@@ -226,6 +249,13 @@ async fn a_hostile_store_in_a_storm_of_stores_fails_alone_and_the_operator_stays
             "{name} wrote a Secret ({status} {reason}: {message})"
         );
     }
+
+    let secrets = env.api::<Secret>();
+    eventually("cache-flood synced", || async {
+        let data = secret_text(&secrets, "cache-flood").await?;
+        (data.get("value").map(String::as_str) == Some("flooded the cache")).then_some(())
+    })
+    .await;
 
     // While the attacks keep retrying, every fake store's change still reaches its Secret.
     for i in 0..STORM {

@@ -189,3 +189,63 @@ async fn respond(sock: &mut tokio::net::TcpStream, path: &str, body: &[u8]) -> s
         }
     }
 }
+
+/// Appends `section` with id `id` to a component's bytes.
+pub fn append_section(wasm: &mut Vec<u8>, id: u8, section: &[u8]) {
+    wasm.push(id);
+    leb128(wasm, section.len() as u32);
+    wasm.extend_from_slice(section);
+}
+
+pub fn leb128(out: &mut Vec<u8>, mut n: u32) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The hostile component with `count` more core instances, each of a module holding one
+/// linear memory of `pages` 64 KiB pages (none when `None`): a component as any toolchain
+/// could emit it.
+pub fn hostile_with_instances(count: u32, pages: Option<u32>) -> Vec<u8> {
+    let mut wasm = airlock_test_artifacts::read(airlock_test_artifacts::HOSTILE);
+    // The new module's index is the number of core modules already defined at top level.
+    let (mut at, mut modules) = (8, 0u32);
+    while at < wasm.len() {
+        let id = wasm[at];
+        let (mut size, mut shift) = (0usize, 0);
+        at += 1;
+        loop {
+            let b = wasm[at];
+            at += 1;
+            size |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        modules += u32::from(id == 1);
+        at += size;
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    if let Some(pages) = pages {
+        let mut memory = vec![1, 0x00];
+        leb128(&mut memory, pages);
+        append_section(&mut module, 5, &memory);
+    }
+    append_section(&mut wasm, 1, &module);
+    let mut instances = Vec::new();
+    leb128(&mut instances, count);
+    for _ in 0..count {
+        instances.push(0x00);
+        leb128(&mut instances, modules);
+        instances.push(0);
+    }
+    append_section(&mut wasm, 2, &instances);
+    wasm
+}

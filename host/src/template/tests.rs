@@ -794,3 +794,75 @@ fn tera_output_is_bounded_like_the_go_engine_s() {
     let out = render(Engine::Tera, "t", "{{ password | b64enc | b64dec }}", &d).unwrap();
     assert_eq!(out.len(), big.len());
 }
+
+// Go functions check the value bound before building (issue 23 item 3): each of these first
+// allocated 12 to 16 GiB (128 KiB × 100k or 128 Ki) and only then compared the result with the bound.
+
+fn big() -> Value {
+    data(&[("big", &"x".repeat(128 << 10))])
+}
+
+#[test]
+fn replace_with_an_empty_pattern_is_refused_before_it_is_built() {
+    let e = go("{{ replace \"\" .big .big }}", &big()).unwrap_err();
+    assert!(e.to_string().contains("result larger than"), "{e}");
+    assert_eq!(ok("{{ replace \"\" \"-\" \"ab\" }}", &big()), "-a-b-");
+}
+
+#[test]
+fn join_is_refused_before_it_is_built() {
+    let e = go("{{ join .big (until 99999) }}", &big()).unwrap_err();
+    assert!(e.to_string().contains("result larger than"), "{e}");
+    assert_eq!(ok("{{ join \", \" (list 1 2 3) }}", &big()), "1, 2, 3");
+}
+
+#[test]
+fn regex_replace_all_is_refused_before_it_is_built() {
+    for src in [
+        "{{ regexReplaceAll \"\" .big .big }}",
+        "{{ regexReplaceAllLiteral \"\" .big .big }}",
+        "{{ regexReplaceAll \"^(.*)$\" .big (repeat 131072 \"$1\") }}",
+    ] {
+        let e = go(src, &big()).unwrap_err();
+        assert!(e.to_string().contains("result larger than"), "{src}: {e}");
+    }
+    let d = data(&[("s", "a-b c")]);
+    for (src, want) in [
+        (
+            "{{ regexReplaceAll \"(?P<w>[a-z])\" .s \"<$w$1${1}x$$$x$>\" }}",
+            "<aaax$$>-<bbbx$$> <cccx$$>",
+        ),
+        ("{{ regexReplaceAll \"\" .s \"|\" }}", "|a|-|b| |c|"),
+        ("{{ regexReplaceAll \"[a-z]\" .s \"${1\" }}", "${1-${1 ${1"),
+        (
+            "{{ regexReplaceAllLiteral \"[a-z]\" .s \"$0\" }}",
+            "$0-$0 $0",
+        ),
+    ] {
+        assert_eq!(ok(src, &d), want, "{src}");
+    }
+}
+
+#[test]
+fn uniq_is_linear_and_keeps_the_first_of_each_value() {
+    let d = data(&[]);
+    assert_eq!(
+        ok(
+            "{{ uniq (list 2 1 \"a\" 2 (list 1) \"a\" (list 1) 0.0 -0.0) }}",
+            &d
+        ),
+        "[2 1 a [1] 0]"
+    );
+    // 400k distinct values: quadratic, this was ~10¹¹ comparisons (minutes); the bound
+    // below is only there so that a regression fails instead of stalling the suite.
+    let list = Value::List((0..400_000).map(Value::Int).collect());
+    let d = Value::Map([("l".to_string(), list)].into());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(go("{{ uniq .l | len }}", &d));
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("uniq over 400k values finishes");
+    assert_eq!(out.unwrap(), "400000");
+}

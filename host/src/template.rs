@@ -97,6 +97,41 @@ pub enum TemplateError {
 }
 
 impl TemplateError {
+    /// The error with `redact` applied to each text that can quote data (`fail .password`,
+    /// a function's complaint about its argument); the template's name and position stay.
+    pub fn redact_with(self, redact: impl Fn(String) -> String) -> Self {
+        match self {
+            TemplateError::Parse {
+                name,
+                line,
+                col,
+                message,
+            } => TemplateError::Parse {
+                name,
+                line,
+                col,
+                message: redact(message),
+            },
+            TemplateError::Render {
+                name,
+                line,
+                col,
+                message,
+            } => TemplateError::Render {
+                name,
+                line,
+                col,
+                message: redact(message),
+            },
+            TemplateError::Output { name, message } => TemplateError::Output {
+                name,
+                message: redact(message),
+            },
+            TemplateError::Source(message) => TemplateError::Source(redact(message)),
+            TemplateError::Engine(value) => TemplateError::Engine(value),
+        }
+    }
+
     /// A stable reason for conditions and metrics.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -18,8 +18,9 @@ static GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tera.wasm"));
 
 /// Fuel (about one unit per wasm instruction) one tera render may burn, context parsing
 /// included: the CPU budget matching the Go engine's step budget. A realistic template over
-/// a 1 MiB context burns a few percent of it.
-pub const FUEL: u64 = 2_000_000_000;
+/// a 1 MiB context burns about a tenth of it; the whole of it is about 0.2 s of CPU, as the
+/// Go engine's 1,000,000 steps are.
+pub const FUEL: u64 = 1_000_000_000;
 /// Linear memory one tera render may use (the context, tera's values and the output).
 pub const MEMORY: usize = 64 << 20;
 /// Wasm stack one tera render may use: deeper recursion (a macro calling itself, deeply

@@ -247,6 +247,9 @@ fn capped(len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Most matches × replacement parts one `regexReplaceAll` may expand.
+const MAX_REPLACE_WORK: usize = 4 * MAX_OUTPUT;
+
 /// Appends `s` unless that makes `out` longer than the output bound.
 fn push_capped(out: &mut String, s: &str) -> Result<(), String> {
     capped(out.len().saturating_add(s.len()))?;
@@ -257,8 +260,10 @@ fn push_capped(out: &mut String, s: &str) -> Result<(), String> {
 /// A part of a `regexReplaceAll` replacement.
 enum Piece<'a> {
     Text(&'a str),
-    /// `$name`, `${name}`, `$1`, `${1}`.
-    Group(&'a str),
+    /// `$1`, `${1}`.
+    Index(usize),
+    /// `$name`, `${name}`.
+    Name(&'a str),
 }
 
 impl<'a> Piece<'a> {
@@ -269,12 +274,18 @@ impl<'a> Piece<'a> {
         match self {
             Piece::Text(t) => t,
             // A missing or unmatched group expands to nothing, as in Go.
-            Piece::Group(g) => match g.parse::<usize>() {
-                Ok(i) => caps.get(i),
-                Err(_) => caps.name(g),
-            }
-            .map_or("", |m| m.as_str()),
+            Piece::Index(i) => caps.get(*i).map_or("", |m| m.as_str()),
+            Piece::Name(n) => caps.name(n).map_or("", |m| m.as_str()),
         }
+    }
+}
+
+fn group(name: &str) -> Piece<'_> {
+    match name.parse::<usize>() {
+        Ok(i) => Piece::Index(i),
+        // All digits but too large: no such group.
+        Err(_) if name.bytes().all(|c| c.is_ascii_digit()) => Piece::Text(""),
+        Err(_) => Piece::Name(name),
     }
 }
 
@@ -299,7 +310,7 @@ fn expansion(repl: &str) -> Vec<Piece<'_>> {
         } else if let Some(inner) = after.strip_prefix('{') {
             let n = name_len(inner);
             if n > 0 && inner[n..].starts_with('}') {
-                pieces.push(Piece::Group(&inner[..n]));
+                pieces.push(group(&inner[..n]));
                 rest = &inner[n + 1..];
             } else {
                 pieces.push(Piece::Text("$"));
@@ -308,7 +319,7 @@ fn expansion(repl: &str) -> Vec<Piece<'_>> {
         } else {
             let n = name_len(after);
             if n > 0 {
-                pieces.push(Piece::Group(&after[..n]));
+                pieces.push(group(&after[..n]));
             } else {
                 pieces.push(Piece::Text("$"));
             }
@@ -730,7 +741,16 @@ pub fn call(name: &str, a: Vec<Value>) -> R {
             // each `$1` repeats a whole capture.
             let mut out = String::new();
             let mut last = 0;
+            // Expansions can be empty (`$1` of an empty group), so the output bound alone
+            // does not bound matches × replacement parts.
+            let mut work = 0usize;
             for caps in re.captures_iter(&v) {
+                work = work.saturating_add(template.len() + 1);
+                if work > MAX_REPLACE_WORK {
+                    return Err(format!(
+                        "more than {MAX_REPLACE_WORK} matches × replacement parts"
+                    ));
+                }
                 let whole = caps.get(0).expect("group 0 is the whole match");
                 push_capped(&mut out, &v[last..whole.start()])?;
                 for piece in &template {

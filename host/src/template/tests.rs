@@ -826,6 +826,14 @@ fn regex_replace_all_is_refused_before_it_is_built() {
         let e = go(src, &big()).unwrap_err();
         assert!(e.to_string().contains("result larger than"), "{src}: {e}");
     }
+    // Empty expansions add nothing to the output, but each costs work: 128k matches ×
+    // 500k parts was ~10¹¹ steps.
+    let e = go(
+        "{{ regexReplaceAll \"()\" .big (repeat 500000 \"$1\") }}",
+        &big(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("matches × replacement parts"), "{e}");
     let d = data(&[("s", "a-b c")]);
     for (src, want) in [
         (

@@ -12,7 +12,8 @@ const GUEST: &str = "airlock-tera-guest";
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.join("..").canonicalize().expect("workspace root");
-    for path in ["host/tera-guest", "Cargo.lock"] {
+    // The root manifest holds the `wasm` profile and the dependency versions.
+    for path in ["host/tera-guest", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=AIRLOCK_WASM_TARGET_DIR");

@@ -11,7 +11,7 @@ export CARGO_INCREMENTAL ?= 0
 endif
 
 # The SDK and every WebAssembly crate registered in the root Cargo.toml (evaluated when used).
-WASM_CRATES = -p airlock-provider-sdk $(shell tests/scripts/wasm-crates.sh --args)
+WASM_CRATES = -p airlock-provider-sdk -p airlock-tera-guest $(shell tests/scripts/wasm-crates.sh --args)
 
 .PHONY: test setup lint generate check-generated k8s unit wasm bench demo cluster
 

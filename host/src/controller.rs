@@ -272,6 +272,8 @@ impl Error {
 
 /// Runs every controller until the process is asked to stop.
 pub async fn run<B: ModuleHost>(client: Client, backend: B, config: Config) {
+    // Compiling the tera component takes a second or two; not on the first tera render.
+    std::thread::spawn(crate::template::tera::prepare);
     let ctx = Arc::new(Context::new(client, backend, config));
     tokio::join!(
         provider::run(ctx.clone()),

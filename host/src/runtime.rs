@@ -8,7 +8,7 @@ mod deadline;
 pub mod egress;
 mod engine;
 mod grant;
-mod redact;
+pub(crate) mod redact;
 mod sandbox;
 
 use std::collections::HashMap;

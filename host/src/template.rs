@@ -13,13 +13,15 @@
 //!
 //! No template can reach the network, the environment, the filesystem or the Kubernetes API:
 //! the Go function map has no such function, and tera's `get_env` is replaced by one that
-//! fails. Errors name the template and the line and column, never a data value.
+//! fails. Both engines have budgets (steps, depth, memory, output): the Go engine counts them
+//! itself, tera runs inside wasmtime ([`tera`]). Errors name the template and the line and column, never a data value.
 
 pub mod apply;
 mod crypto;
 pub mod eval;
 pub mod functions;
 pub mod parse;
+pub mod tera;
 
 use std::collections::BTreeMap;
 
@@ -95,6 +97,41 @@ pub enum TemplateError {
 }
 
 impl TemplateError {
+    /// The error with `redact` applied to each text that can quote data (`fail .password`,
+    /// a function's complaint about its argument); the template's name and position stay.
+    pub fn redact_with(self, redact: impl Fn(String) -> String) -> Self {
+        match self {
+            TemplateError::Parse {
+                name,
+                line,
+                col,
+                message,
+            } => TemplateError::Parse {
+                name,
+                line,
+                col,
+                message: redact(message),
+            },
+            TemplateError::Render {
+                name,
+                line,
+                col,
+                message,
+            } => TemplateError::Render {
+                name,
+                line,
+                col,
+                message: redact(message),
+            },
+            TemplateError::Output { name, message } => TemplateError::Output {
+                name,
+                message: redact(message),
+            },
+            TemplateError::Source(message) => TemplateError::Source(redact(message)),
+            TemplateError::Engine(value) => TemplateError::Engine(value),
+        }
+    }
+
     /// A stable reason for conditions and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -125,7 +162,7 @@ pub fn render(
 ) -> Result<Vec<u8>, TemplateError> {
     match engine {
         Engine::Go => render_go(name, source, data),
-        Engine::Tera => render_tera(name, source, data),
+        Engine::Tera => tera::render(name, source, data),
     }
 }
 
@@ -188,96 +225,6 @@ fn scalar(v: serde_yaml::Value) -> Option<String> {
         serde_yaml::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// Tera with nothing that reaches outside: `get_env` fails, no autoescaping, a few ESO-style
-/// filters (`b64enc`, `b64dec`, `sha256sum`).
-fn tera() -> tera::Tera {
-    use base64::Engine as _;
-    let mut t = tera::Tera::default();
-    t.autoescape_on(Vec::new());
-    t.register_function(
-        "get_env",
-        |_: &std::collections::HashMap<String, tera::Value>| {
-            Err(tera::Error::msg(
-                "get_env is disabled: templates cannot read the environment",
-            ))
-        },
-    );
-    t.register_filter(
-        "b64enc",
-        |v: &tera::Value, _: &std::collections::HashMap<String, tera::Value>| {
-            let s = tera::try_get_value!("b64enc", "value", String, v);
-            Ok(base64::engine::general_purpose::STANDARD.encode(s).into())
-        },
-    );
-    t.register_filter(
-        "b64dec",
-        |v: &tera::Value, _: &std::collections::HashMap<String, tera::Value>| {
-            let s = tera::try_get_value!("b64dec", "value", String, v);
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|_| tera::Error::msg("the value is not valid base64"))?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned().into())
-        },
-    );
-    t.register_filter(
-        "sha256sum",
-        |v: &tera::Value, _: &std::collections::HashMap<String, tera::Value>| {
-            use sha2::Digest as _;
-            let s = tera::try_get_value!("sha256sum", "value", String, v);
-            Ok(hex::encode(sha2::Sha256::digest(s)).into())
-        },
-    );
-    t
-}
-
-fn render_tera(name: &str, source: &str, data: &Value) -> Result<Vec<u8>, TemplateError> {
-    let mut t = tera();
-    // tera reports the position in the text of its parse errors.
-    let cause = |e: &tera::Error| {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text
-    };
-    if let Err(e) = t.add_raw_template(name, source) {
-        let message = cause(&e);
-        let (line, col) = tera_position(&message).unwrap_or((1, 1));
-        return Err(TemplateError::Parse {
-            name: name.to_string(),
-            line,
-            col,
-            message: message.replace('\n', " "),
-        });
-    }
-    let context =
-        tera::Context::from_value(functions::to_json(data)).map_err(|e| TemplateError::Render {
-            name: name.to_string(),
-            line: 1,
-            col: 1,
-            message: e.to_string(),
-        })?;
-    t.render(name, &context)
-        .map(String::into_bytes)
-        .map_err(|e| TemplateError::Render {
-            name: name.to_string(),
-            line: 1,
-            col: 1,
-            message: cause(&e).replace('\n', " "),
-        })
-}
-
-/// Finds ` --> line:col` in a tera (pest) parse error.
-fn tera_position(message: &str) -> Option<(usize, usize)> {
-    let at = message.find("--> ")?;
-    let rest = &message[at + 4..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == ':'))?;
-    let (l, c) = rest[..end].split_once(':')?;
-    Some((l.parse().ok()?, c.parse().ok()?))
 }
 
 #[cfg(test)]

@@ -1373,3 +1373,44 @@ async fn deletion_policy_retain_keeps_the_secret_when_the_provider_has_nothing()
     );
     assert_eq!(env.secret_data("database-credentials").await, Some(synced));
 }
+
+// Issue 23 item 11: `fail` and `required` quote what the template gives them; the condition
+// and the Warning Event say which template failed and how, never the fetched value.
+#[tokio::test]
+async fn a_template_failing_with_a_fetched_value_reports_it_redacted() {
+    let env = start("es-template-fail").await;
+    env.store("vault-backend", seed_template_store_data()).await;
+    let mut spec = seed_templated_es();
+    spec["target"]["template"]["data"] = json!({
+        "DATABASE_URL": "{{ fail .password }}"
+    });
+    env.external_secret("templated-secret", spec).await;
+    let (_, ready) = env
+        .ready("templated-secret", "False", "SecretSyncedError")
+        .await;
+    let message = ready.message.unwrap_or_default();
+    assert!(
+        message.contains(
+            r#"template "DATABASE_URL": line 1, column 4: error calling fail: [redacted]"#
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("s3cr3t"), "{message}");
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    let notes = eventually("an UpdateFailed event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        let notes: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("UpdateFailed"))
+            .filter_map(|e| e.note)
+            .collect();
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await;
+    for note in notes {
+        assert!(note.contains("error calling fail: [redacted]"), "{note}");
+        assert!(!note.contains("s3cr3t"), "an event leaks a value: {note}");
+    }
+}

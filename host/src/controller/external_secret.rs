@@ -482,7 +482,8 @@ async fn sync<B: ModuleHost>(
                 .iter()
                 .map(|(k, v)| (k.clone(), v.expose().to_vec()))
                 .collect();
-            let rendered = crate::template::apply(template, engine, &fetched, &sources)?;
+            let rendered = crate::template::apply(template, engine, &fetched, &sources)
+                .map_err(|e| redact_template_error(e, &fetched, &sources))?;
             Shape {
                 data: rendered
                     .data
@@ -503,6 +504,23 @@ async fn sync<B: ModuleHost>(
         check_key(key, "spec.target.template")?;
     }
     write(es, ctx, existing, shape).await
+}
+
+/// A template error without the fetched values and templateFrom Secret values it may quote
+/// (`{{ fail .password }}`): its text goes to the status, a Warning Event and the log.
+fn redact_template_error(
+    e: crate::template::TemplateError,
+    fetched: &BTreeMap<String, Vec<u8>>,
+    sources: &Sources,
+) -> crate::template::TemplateError {
+    let mut redactor = crate::runtime::redact::Redactor::default();
+    for value in fetched
+        .values()
+        .chain(sources.secrets.values().flat_map(BTreeMap::values))
+    {
+        redactor.add(value);
+    }
+    e.redact_with(|text| redactor.redact_string(text))
 }
 
 /// What the target Secret gets: data, and from a template its labels, annotations and type.
@@ -1022,5 +1040,33 @@ mod tests {
         let b = BTreeMap::from([("k".to_string(), b"w".to_vec())]);
         assert_ne!(data_hash(&a), data_hash(&b));
         assert_eq!(data_hash(&a).len(), 56);
+    }
+
+    // Issue 23 item 11: template error text never carries fetched or templateFrom values.
+    #[test]
+    fn template_errors_name_the_template_but_not_the_secret_values_they_quote() {
+        let fetched = BTreeMap::from([("password".to_string(), b"hunter2-db".to_vec())]);
+        let mut sources = Sources::default();
+        sources.secrets.insert(
+            "extra".into(),
+            BTreeMap::from([("token".to_string(), b"tok-5678".to_vec())]),
+        );
+        for (key, source) in [
+            ("fail", "{{ fail .password }}"),
+            ("required", "{{ required .password \"\" }}"),
+            ("fromSource", "{{ fail \"tok-5678\" }}"),
+        ] {
+            let template: ExternalSecretTemplate =
+                serde_yaml::from_str(&format!("data: {{{key}: '{source}'}}")).unwrap();
+            let e = crate::template::apply(&template, Engine::Go, &fetched, &sources).unwrap_err();
+            let message = Error::Template(redact_template_error(e, &fetched, &sources)).to_string();
+            assert!(!message.contains("hunter2-db"), "{message}");
+            assert!(!message.contains("tok-5678"), "{message}");
+            assert!(
+                message.contains(&format!("template \"{key}\"")),
+                "{message}"
+            );
+            assert!(message.contains("[redacted]"), "{message}");
+        }
     }
 }

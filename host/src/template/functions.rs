@@ -247,6 +247,120 @@ fn capped(len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Most matches × replacement parts one `regexReplaceAll` may expand.
+const MAX_REPLACE_WORK: usize = 4 * MAX_OUTPUT;
+
+/// Appends `s` unless that makes `out` longer than the output bound.
+fn push_capped(out: &mut String, s: &str) -> Result<(), String> {
+    capped(out.len().saturating_add(s.len()))?;
+    out.push_str(s);
+    Ok(())
+}
+
+/// A part of a `regexReplaceAll` replacement.
+enum Piece<'a> {
+    Text(&'a str),
+    /// `$1`, `${1}`.
+    Index(usize),
+    /// `$name`, `${name}`.
+    Name(&'a str),
+}
+
+impl<'a> Piece<'a> {
+    fn expand<'h>(&self, caps: &regex::Captures<'h>) -> &'a str
+    where
+        'h: 'a,
+    {
+        match self {
+            Piece::Text(t) => t,
+            // A missing or unmatched group expands to nothing, as in Go.
+            Piece::Index(i) => caps.get(*i).map_or("", |m| m.as_str()),
+            Piece::Name(n) => caps.name(n).map_or("", |m| m.as_str()),
+        }
+    }
+}
+
+fn group(name: &str) -> Piece<'_> {
+    match name.parse::<usize>() {
+        Ok(i) => Piece::Index(i),
+        // All digits but too large: no such group.
+        Err(_) if name.bytes().all(|c| c.is_ascii_digit()) => Piece::Text(""),
+        Err(_) => Piece::Name(name),
+    }
+}
+
+/// Splits a replacement by Go's `Regexp.Expand` rules: `$$` is a `$`; `$name` takes the
+/// longest run of letters, digits and `_`; `${name}` is braced; any other `$` is literal.
+fn expansion(repl: &str) -> Vec<Piece<'_>> {
+    let name_len = |s: &str| {
+        s.bytes()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            .count()
+    };
+    let mut pieces = Vec::new();
+    let mut rest = repl;
+    while let Some(at) = rest.find('$') {
+        if at > 0 {
+            pieces.push(Piece::Text(&rest[..at]));
+        }
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            pieces.push(Piece::Text("$"));
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let n = name_len(inner);
+            if n > 0 && inner[n..].starts_with('}') {
+                pieces.push(group(&inner[..n]));
+                rest = &inner[n + 1..];
+            } else {
+                pieces.push(Piece::Text("$"));
+                rest = after;
+            }
+        } else {
+            let n = name_len(after);
+            if n > 0 {
+                pieces.push(group(&after[..n]));
+            } else {
+                pieces.push(Piece::Text("$"));
+            }
+            rest = &after[n..];
+        }
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    pieces
+}
+
+/// Hashes a [`Value`] consistently with its `==` (`-0.0` and `0.0` hash alike).
+struct Hashed<'a>(&'a Value);
+
+impl std::hash::Hash for Hashed<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self.0).hash(h);
+        match self.0 {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(h),
+            Value::Int(i) => i.hash(h),
+            Value::Float(f) => (if *f == 0.0 { 0.0f64 } else { *f }).to_bits().hash(h),
+            Value::Str(s) => s.hash(h),
+            Value::List(l) => {
+                l.len().hash(h);
+                for v in l {
+                    Hashed(v).hash(h);
+                }
+            }
+            Value::Map(m) => {
+                m.len().hash(h);
+                for (k, v) in m {
+                    k.hash(h);
+                    Hashed(v).hash(h);
+                }
+            }
+        }
+    }
+}
+
 fn regex(pattern: &Value) -> Result<regex::Regex, String> {
     regex::RegexBuilder::new(&text(pattern))
         .size_limit(1 << 20)
@@ -434,9 +548,10 @@ pub fn call(name: &str, a: Vec<Value>) -> R {
         "replace" => {
             arity(&a, 3)?;
             let (old, new, v) = (s(0), s(1), s(2));
-            let out = v.replace(&old, &new);
-            capped(out.len())?;
-            Ok(Value::str(out))
+            // The output's length first: an empty pattern matches between every character.
+            let n = v.matches(old.as_str()).count();
+            capped((v.len() - n * old.len()).saturating_add(n.saturating_mul(new.len())))?;
+            Ok(Value::str(v.replace(&old, &new)))
         }
         "quote" => Ok(Value::str(
             a.iter()
@@ -524,8 +639,14 @@ pub fn call(name: &str, a: Vec<Value>) -> R {
                 Value::List(l) => l.iter().map(text).collect::<Vec<_>>(),
                 other => vec![text(other)],
             };
-            let out = items.join(&s(0));
-            capped(out.len())?;
+            let sep = s(0);
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    push_capped(&mut out, &sep)?;
+                }
+                push_capped(&mut out, item)?;
+            }
             Ok(Value::str(out))
         }
         "split" => {
@@ -611,13 +732,33 @@ pub fn call(name: &str, a: Vec<Value>) -> R {
             arity(&a, 3)?;
             let re = regex(&a[0])?;
             let (v, repl) = (s(1), s(2));
-            let out = if name == "regexReplaceAll" {
-                // Go expands `$1` / `${name}` like the regex crate does.
-                re.replace_all(&v, repl.as_str()).into_owned()
+            let template = if name == "regexReplaceAll" {
+                expansion(&repl)
             } else {
-                re.replace_all(&v, regex::NoExpand(&repl)).into_owned()
+                vec![Piece::Text(&repl)]
             };
-            capped(out.len())?;
+            // Built with a running bound: an empty pattern matches at every position, and
+            // each `$1` repeats a whole capture.
+            let mut out = String::new();
+            let mut last = 0;
+            // Expansions can be empty (`$1` of an empty group), so the output bound alone
+            // does not bound matches × replacement parts.
+            let mut work = 0usize;
+            for caps in re.captures_iter(&v) {
+                work = work.saturating_add(template.len() + 1);
+                if work > MAX_REPLACE_WORK {
+                    return Err(format!(
+                        "more than {MAX_REPLACE_WORK} matches × replacement parts"
+                    ));
+                }
+                let whole = caps.get(0).expect("group 0 is the whole match");
+                push_capped(&mut out, &v[last..whole.start()])?;
+                for piece in &template {
+                    push_capped(&mut out, piece.expand(&caps))?;
+                }
+                last = whole.end();
+            }
+            push_capped(&mut out, &v[last..])?;
             Ok(Value::str(out))
         }
         "regexSplit" => {
@@ -760,9 +901,16 @@ pub fn call(name: &str, a: Vec<Value>) -> R {
         }
         "uniq" => {
             arity(&a, 1)?;
+            // Linear: values are bucketed by hash, and compared only within a bucket.
             let mut out: Vec<Value> = Vec::new();
+            let mut seen: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+            let state = std::hash::RandomState::new();
             for v in list(&a[0])? {
-                if !out.iter().any(|o| equal(o, &v)) {
+                let bucket = seen
+                    .entry(std::hash::BuildHasher::hash_one(&state, Hashed(&v)))
+                    .or_default();
+                if !bucket.iter().any(|&i| out[i] == v) {
+                    bucket.push(out.len());
                     out.push(v);
                 }
             }

@@ -720,3 +720,157 @@ fn doubling_a_list_with_concat_is_refused_by_the_value_bound() {
     let e = go(&src, &data(&[])).unwrap_err().to_string();
     assert!(e.contains("larger than"), "{e}");
 }
+
+// Tera budgets (issue 23 item 2): each of these hung, panicked, exhausted memory or aborted
+// the whole process before tera ran inside wasmtime.
+
+fn tera_error(src: &str) -> TemplateError {
+    let d = data(&[("password", "s3cr3t")]);
+    render(Engine::Tera, "t", src, &d).unwrap_err()
+}
+
+#[test]
+fn tera_range_with_step_zero_fails_at_the_memory_budget() {
+    // tera's `range` pushes `start` for ever when the step is 0.
+    let e = tera_error("{% for i in range(end=1, step_by=0) %}{{ i }}{% endfor %}");
+    assert_eq!(e.reason(), "TemplateRenderError", "{e}");
+    assert!(e.to_string().contains("MiB of memory"), "{e}");
+}
+
+#[test]
+fn a_self_recursive_tera_macro_fails_the_render_instead_of_aborting_the_process() {
+    let e = tera_error("{% macro f(n) %}{{ self::f(n=n+1) }}{% endmacro f %}{{ self::f(n=0) }}");
+    assert!(e.to_string().contains("recurses too deeply"), "{e}");
+}
+
+#[test]
+fn tera_set_global_doubling_fails_at_the_memory_budget() {
+    let e = tera_error(
+        "{% set_global s = password %}{% for i in range(end=64) %}{% set_global s = s ~ s %}{% endfor %}{{ s | length }}",
+    );
+    assert!(e.to_string().contains("MiB of memory"), "{e}");
+}
+
+#[test]
+fn tera_nested_loops_over_large_ranges_fail_at_the_cpu_budget() {
+    let e = tera_error(
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
+    );
+    assert!(e.to_string().contains("CPU budget"), "{e}");
+}
+
+#[test]
+fn deeply_nested_tera_source_fails_instead_of_overflowing_the_stack() {
+    // In-process, each of these overflowed a 2 MiB thread stack (a tokio worker's) in
+    // tera's parser or renderer, which aborts the whole process.
+    let parens = |n: usize| format!("{{{{ {}1{} }}}}", "(".repeat(n), ")".repeat(n));
+    let sum = format!("{{{{ 1{} }}}}", " + 1".repeat(30_000));
+    let ifs = format!(
+        "{}x{}",
+        "{% if true %}".repeat(500),
+        "{% endif %}".repeat(500)
+    );
+    let d = data(&[]);
+    for src in [parens(3_000), parens(100_000), sum, ifs] {
+        // Within the sandbox's stack a template may still render; beyond it, a clean error.
+        if let Err(e) = render(Engine::Tera, "t", &src, &d) {
+            let text = e.to_string();
+            assert!(
+                text.contains("too deeply") || e.reason() == "TemplateParseError",
+                "{}: {text}",
+                &src[..40]
+            );
+        }
+    }
+}
+
+#[test]
+fn tera_output_is_bounded_like_the_go_engine_s() {
+    let e = tera_error("{% for i in range(end=2000000) %}x{% endfor %}");
+    assert!(e.to_string().contains("exceeds 1048576 bytes"), "{e}");
+    // A legitimate template over a large value still renders.
+    let big = "a".repeat(900 << 10);
+    let d = data(&[("password", big.as_str())]);
+    let out = render(Engine::Tera, "t", "{{ password | b64enc | b64dec }}", &d).unwrap();
+    assert_eq!(out.len(), big.len());
+}
+
+// Go functions check the value bound before building (issue 23 item 3): each of these first
+// allocated 12 to 16 GiB (128 KiB × 100k or 128 Ki) and only then compared the result with the bound.
+
+fn big() -> Value {
+    data(&[("big", &"x".repeat(128 << 10))])
+}
+
+#[test]
+fn replace_with_an_empty_pattern_is_refused_before_it_is_built() {
+    let e = go("{{ replace \"\" .big .big }}", &big()).unwrap_err();
+    assert!(e.to_string().contains("result larger than"), "{e}");
+    assert_eq!(ok("{{ replace \"\" \"-\" \"ab\" }}", &big()), "-a-b-");
+}
+
+#[test]
+fn join_is_refused_before_it_is_built() {
+    let e = go("{{ join .big (until 99999) }}", &big()).unwrap_err();
+    assert!(e.to_string().contains("result larger than"), "{e}");
+    assert_eq!(ok("{{ join \", \" (list 1 2 3) }}", &big()), "1, 2, 3");
+}
+
+#[test]
+fn regex_replace_all_is_refused_before_it_is_built() {
+    for src in [
+        "{{ regexReplaceAll \"\" .big .big }}",
+        "{{ regexReplaceAllLiteral \"\" .big .big }}",
+        "{{ regexReplaceAll \"^(.*)$\" .big (repeat 131072 \"$1\") }}",
+    ] {
+        let e = go(src, &big()).unwrap_err();
+        assert!(e.to_string().contains("result larger than"), "{src}: {e}");
+    }
+    // Empty expansions add nothing to the output, but each costs work: 128k matches ×
+    // 500k parts was ~10¹¹ steps.
+    let e = go(
+        "{{ regexReplaceAll \"()\" .big (repeat 500000 \"$1\") }}",
+        &big(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("matches × replacement parts"), "{e}");
+    let d = data(&[("s", "a-b c")]);
+    for (src, want) in [
+        (
+            "{{ regexReplaceAll \"(?P<w>[a-z])\" .s \"<$w$1${1}x$$$x$>\" }}",
+            "<aaax$$>-<bbbx$$> <cccx$$>",
+        ),
+        ("{{ regexReplaceAll \"\" .s \"|\" }}", "|a|-|b| |c|"),
+        ("{{ regexReplaceAll \"[a-z]\" .s \"${1\" }}", "${1-${1 ${1"),
+        (
+            "{{ regexReplaceAllLiteral \"[a-z]\" .s \"$0\" }}",
+            "$0-$0 $0",
+        ),
+    ] {
+        assert_eq!(ok(src, &d), want, "{src}");
+    }
+}
+
+#[test]
+fn uniq_is_linear_and_keeps_the_first_of_each_value() {
+    let d = data(&[]);
+    assert_eq!(
+        ok(
+            "{{ uniq (list 2 1 \"a\" 2 (list 1) \"a\" (list 1) 0.0 -0.0) }}",
+            &d
+        ),
+        "[2 1 a [1] 0]"
+    );
+    // 400k distinct values: quadratic, this was ~10¹¹ comparisons (minutes); the bound
+    // below is only there so that a regression fails instead of stalling the suite.
+    let list = Value::List((0..400_000).map(Value::Int).collect());
+    let d = Value::Map([("l".to_string(), list)].into());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(go("{{ uniq .l | len }}", &d));
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("uniq over 400k values finishes");
+    assert_eq!(out.unwrap(), "400000");
+}

@@ -7,6 +7,7 @@
 
 mod coalesce;
 mod data;
+mod hash;
 mod stores;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +24,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, ready_condition};
 use crate::backend::{
@@ -41,6 +41,7 @@ use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
 
 pub use self::coalesce::Coalescer;
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
+pub use self::hash::{created_by, data_hash};
 pub use self::stores::{resolve_store, selector_matches, store_for};
 
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
@@ -225,34 +226,13 @@ pub fn target_name(es: &ExternalSecret) -> String {
         .unwrap_or_else(|| es.name_any())
 }
 
-fn hex56(bytes: &[u8]) -> String {
-    let mut h = hex::encode(Sha256::digest(bytes));
-    h.truncate(56);
-    h
-}
-
-/// Hash of a Secret's data, stored in the data-hash annotation to detect drift.
-pub fn data_hash(data: &BTreeMap<String, Vec<u8>>) -> String {
-    let mut h = Sha256::new();
-    for (k, v) in data {
-        h.update((k.len() as u64).to_be_bytes());
-        h.update(k.as_bytes());
-        h.update((v.len() as u64).to_be_bytes());
-        h.update(v);
-    }
-    let mut out = hex::encode(h.finalize());
-    out.truncate(56);
-    out
-}
-
-/// `<generation>-<hash of labels and annotations>`: a change means the user changed the
-/// ExternalSecret (including the force-sync annotation).
+/// `<generation>-<hash of labels and annotations>`, as ESO computes it: a change means the
+/// user changed the ExternalSecret (including the force-sync annotation).
 pub fn synced_resource_version(es: &ExternalSecret) -> String {
-    let meta = json!([es.labels(), es.annotations()]);
     format!(
         "{}-{}",
         es.meta().generation.unwrap_or_default(),
-        hex56(meta.to_string().as_bytes())
+        hash::meta_hash(es.labels(), es.annotations())
     )
 }
 
@@ -638,7 +618,7 @@ async fn write<B: ModuleHost>(
     if owner {
         labels.insert(
             CREATED_BY_LABEL.into(),
-            hex56(format!("{namespace}/{}", es.name_any()).as_bytes()),
+            created_by(&namespace, &es.name_any()),
         );
     }
 
@@ -755,8 +735,10 @@ async fn delete_renamed_targets(
     current: &str,
 ) -> Result<(), Error> {
     let namespace = es.namespace().unwrap_or_default();
-    let created_by = hex56(format!("{namespace}/{}", es.name_any()).as_bytes());
-    let selector = format!("{CREATED_BY_LABEL}={created_by}");
+    let selector = format!(
+        "{CREATED_BY_LABEL}={}",
+        created_by(&namespace, &es.name_any())
+    );
     let old = api
         .list_metadata(&kube::api::ListParams::default().labels(&selector))
         .await?;

@@ -215,6 +215,16 @@ async fn a_cluster_external_secret_fans_out_to_labelled_namespaces_and_follows_r
         })
         .await;
         assert_eq!(username, b"admin");
+        // Without a template the ExternalSecret's metadata travels on to its Secret.
+        let secret = secrets.get("db-creds").await.expect("secret");
+        assert_eq!(
+            secret.labels().get("team").map(String::as_str),
+            Some("payments")
+        );
+        assert_eq!(
+            secret.annotations().get("note").map(String::as_str),
+            Some("stamped")
+        );
     }
     let none = Api::<ExternalSecret>::namespaced(client.clone(), &unlabelled)
         .get_opt("db")

@@ -1373,3 +1373,79 @@ async fn deletion_policy_retain_keeps_the_secret_when_the_provider_has_nothing()
     );
     assert_eq!(env.secret_data("database-credentials").await, Some(synced));
 }
+
+// Issue 24 (ESO fidelity): metadata, conditions and migration from ESO.
+
+#[tokio::test]
+async fn without_a_template_the_external_secrets_labels_and_annotations_reach_the_secret() {
+    let env = start("es-meta").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply(
+        &env.api::<ExternalSecret>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "database", "namespace": env.ns,
+                            "labels": {"team": "payments"},
+                            "annotations": {"note": "stamped"}},
+               "spec": seed_es("fake-store")}),
+    )
+    .await;
+    env.ready("database", "True", "SecretSynced").await;
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.labels().get("team").map(String::as_str),
+        Some("payments")
+    );
+    assert_eq!(
+        secret.annotations().get("note").map(String::as_str),
+        Some("stamped")
+    );
+    assert_managed(&secret);
+}
+
+#[tokio::test]
+async fn with_creation_policy_merge_template_metadata_joins_the_targets_own() {
+    let env = start("es-meta-merge").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "shared", "namespace": env.ns,
+                            "labels": {"app": "db"}, "annotations": {"keep": "yes"}},
+               "stringData": {"keep": "me"}}),
+    )
+    .await;
+    let mut spec = seed_es("fake-store");
+    spec["target"] = json!({"name": "shared", "creationPolicy": "Merge",
+                            "template": {"metadata": {
+                                "labels": {"tier": "backend"},
+                                "annotations": {"owner": "{{ .username }}"}}}});
+    apply(
+        &env.api::<ExternalSecret>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "merged", "namespace": env.ns,
+                            "labels": {"team": "not-copied"}},
+               "spec": spec}),
+    )
+    .await;
+    env.ready("merged", "True", "SecretSynced").await;
+    let secret = env.api::<Secret>().get("shared").await.unwrap();
+    let labels = secret.labels();
+    assert_eq!(labels.get("app").map(String::as_str), Some("db"));
+    assert_eq!(labels.get("tier").map(String::as_str), Some("backend"));
+    assert_eq!(labels.get("team"), None, "a template replaces the copy");
+    let annotations = secret.annotations();
+    assert_eq!(annotations.get("keep").map(String::as_str), Some("yes"));
+    assert_eq!(annotations.get("owner").map(String::as_str), Some("admin"));
+    assert_eq!(
+        text_data(&secret),
+        string_map(&[
+            ("keep", "me"),
+            ("username", "admin"),
+            ("password", "s3cr3t")
+        ])
+    );
+}

@@ -29,6 +29,7 @@ use serde_json::json;
 use super::external_secret::selector_matches;
 use super::{Context, Error, FIELD_MANAGER, ModuleHost, log_result, ready_condition};
 use crate::crd::cluster_external_secret::ClusterExternalSecretNamespaceFailure;
+use crate::crd::common::FORCE_SYNC_ANNOTATION;
 use crate::crd::{ClusterExternalSecret, ConditionStatus, ExternalSecret};
 
 /// How often namespaces are re-scanned when `spec.refreshTime` is unset or invalid.
@@ -169,6 +170,13 @@ pub fn desired_external_secret(ces: &ClusterExternalSecret, namespace: &str) -> 
         .external_secret_metadata
         .clone()
         .unwrap_or_default();
+    // As ESO does, the CES's own force-sync annotation is mirrored (so forcing the CES forces
+    // every ExternalSecret), and one set only through `externalSecretMetadata` is dropped.
+    let mut annotations = metadata.annotations.unwrap_or_default();
+    match ces.annotations().get(FORCE_SYNC_ANNOTATION) {
+        Some(v) => annotations.insert(FORCE_SYNC_ANNOTATION.to_string(), v.clone()),
+        None => annotations.remove(FORCE_SYNC_ANNOTATION),
+    };
     json!({
         "apiVersion": "external-secrets.io/v1",
         "kind": "ExternalSecret",
@@ -176,7 +184,7 @@ pub fn desired_external_secret(ces: &ClusterExternalSecret, namespace: &str) -> 
             "name": external_secret_name(ces),
             "namespace": namespace,
             "labels": metadata.labels.unwrap_or_default(),
-            "annotations": metadata.annotations.unwrap_or_default(),
+            "annotations": annotations,
             "ownerReferences": [{
                 "apiVersion": ClusterExternalSecret::api_version(&()),
                 "kind": ClusterExternalSecret::kind(&()),
@@ -424,6 +432,27 @@ mod tests {
         assert_eq!(
             refresh(&ces(json!({"externalSecretSpec": es_spec()}))),
             DEFAULT_REFRESH
+        );
+    }
+
+    #[test]
+    fn the_force_sync_annotation_of_the_cluster_external_secret_is_mirrored_as_eso_does() {
+        let spec = json!({
+            "externalSecretSpec": es_spec(),
+            "externalSecretMetadata": {"annotations": {
+                "b": "2", "external-secrets.io/force-sync": "from-metadata"}},
+        });
+        let mut c = ces(spec);
+        let body = desired_external_secret(&c, "ns1");
+        assert_eq!(body["metadata"]["annotations"], json!({"b": "2"}));
+        c.metadata.annotations = Some(BTreeMap::from([(
+            FORCE_SYNC_ANNOTATION.to_string(),
+            "now".to_string(),
+        )]));
+        let body = desired_external_secret(&c, "ns1");
+        assert_eq!(
+            body["metadata"]["annotations"],
+            json!({"b": "2", "external-secrets.io/force-sync": "now"})
         );
     }
 }

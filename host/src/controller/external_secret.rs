@@ -474,9 +474,13 @@ async fn sync<B: ModuleHost>(
                 type_: rendered.type_,
             }
         }
+        // Without a template ESO carries the ExternalSecret's own labels and annotations
+        // (all of them) to the Secret.
         None => Shape {
             data,
-            ..Shape::default()
+            labels: es.labels().clone(),
+            annotations: es.annotations().clone(),
+            type_: None,
         },
     };
     for key in shape.data.keys() {

@@ -44,7 +44,10 @@ pub fn created_by(namespace: &str, name: &str) -> String {
 
 /// ESO's `HashMeta`: the hash of an object's labels and annotations, as Go prints the
 /// struct `{annotations map[string]string; labels map[string]string}`.
-pub fn meta_hash(labels: &BTreeMap<String, String>, annotations: &BTreeMap<String, String>) -> String {
+pub fn meta_hash(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> String {
     object_hash(&format!(
         "{{annotations:{} labels:{}}}",
         go_string_map(annotations),

@@ -1729,3 +1729,46 @@ async fn a_cluster_left_by_eso_is_taken_over_without_a_single_secret_write() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn property_takes_gjson_paths_as_eso_does() {
+    let env = start("es-gjson").await;
+    let doc = json!({
+        "replicas": [{"host": "a", "port": 1}, {"host": "b", "port": 2}],
+        "users": [{"name": "ann", "role": "admin"}, {"name": "bob", "role": "dev"}],
+        "db.host": "literal",
+    });
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "app", "value": doc.to_string()}]}),
+    )
+    .await;
+    let item = |key: &str, property: &str| json!({"secretKey": key, "remoteRef": {"key": "app", "property": property}});
+    env.external_secret(
+        "gjson",
+        json!({
+            "refreshInterval": "1h",
+            "secretStoreRef": {"name": "fake-store", "kind": "SecretStore"},
+            "target": {"name": "gjson"},
+            "data": [
+                item("count", "replicas.#"),
+                item("hosts", "replicas.#.host"),
+                item("admin", r#"users.#(role=="admin").name"#),
+                item("reversed", "users.#.name|@reverse"),
+                item("literal", "db.host"),
+            ]
+        }),
+    )
+    .await;
+    env.ready("gjson", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("gjson").await,
+        Some(string_map(&[
+            ("count", "2"),
+            ("hosts", r#"["a","b"]"#),
+            ("admin", "ann"),
+            ("reversed", r#"["bob","ann"]"#),
+            ("literal", "literal"),
+        ]))
+    );
+}

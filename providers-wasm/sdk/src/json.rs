@@ -67,20 +67,32 @@ fn go_string(v: &gjson::Value) -> String {
     }
 }
 
-/// The top-level keys of a JSON object, strings as their text and other values as JSON.
+/// The top-level keys of a JSON object, as ESO's providers explode one (`json.RawMessage`):
+/// a string as its text, null as empty, anything else as its JSON text exactly as written
+/// (whitespace kept), in document order (a repeated key: the last one wins downstream).
 pub fn object_entries(value: &[u8]) -> Result<Vec<SecretEntry>, Error> {
-    let root: Json = serde_json::from_slice(value)
-        .map_err(|e| Error::other(format!("the secret's value is not a JSON object ({e})")))?;
-    let Json::Object(map) = root else {
+    let text = std::str::from_utf8(value)
+        .ok()
+        .filter(|t| gjson::valid(t))
+        .ok_or_else(|| Error::other("the secret's value is not a JSON object (not JSON)"))?;
+    let root = gjson::parse(text);
+    if root.kind() != gjson::Kind::Object {
         return Err(Error::other("the secret's value is JSON but not an object"));
-    };
-    Ok(map
-        .iter()
-        .map(|(k, v)| SecretEntry {
-            key: k.clone(),
-            value: render(v),
-        })
-        .collect())
+    }
+    let mut entries = Vec::new();
+    root.each(|key, value| {
+        let value = match value.kind() {
+            gjson::Kind::String => value.str().as_bytes().to_vec(),
+            gjson::Kind::Null => Vec::new(),
+            _ => value.json().as_bytes().to_vec(),
+        };
+        entries.push(SecretEntry {
+            key: key.str().to_string(),
+            value,
+        });
+        true
+    });
+    Ok(entries)
 }
 
 /// Sets `path` inside a JSON object held in `existing` (or a new object) to `value`, for
@@ -112,13 +124,6 @@ pub fn set_property(existing: Option<&[u8]>, path: &str, value: &[u8]) -> Result
             .or_insert_with(|| Json::Object(Default::default()));
     }
     serde_json::to_vec(&root).map_err(|e| Error::other(e.to_string()))
-}
-
-fn render(v: &Json) -> Vec<u8> {
-    match v {
-        Json::String(s) => s.clone().into_bytes(),
-        other => other.to_string().into_bytes(),
-    }
 }
 
 fn split_path(path: &str) -> Vec<String> {
@@ -249,6 +254,27 @@ mod tests {
         assert_eq!(sel("big").as_deref(), Some("1000"));
         assert_eq!(sel("n").as_deref(), Some("-7"));
         assert_eq!(sel("z").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn object_entries_keep_nested_json_as_written_like_esos_raw_message() {
+        let entries = object_entries(
+            br#"{ "s": "t\u00e9", "n": 1.50, "o": {"b": 1,  "a": [2]}, "z": null }"#,
+        )
+        .unwrap();
+        let got: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s", "t\u{e9}".as_bytes()),
+                ("n", b"1.50".as_slice()),
+                ("o", br#"{"b": 1,  "a": [2]}"#.as_slice()),
+                ("z", b"".as_slice()),
+            ]
+        );
     }
 
     #[test]

@@ -82,6 +82,44 @@ impl Default for Config {
     }
 }
 
+/// Removes `finalizer` from `object` if it has it (a finalizer ESO put there and nobody else
+/// would remove). The resourceVersion in the patch makes it fail rather than drop a
+/// finalizer added meanwhile; an object already gone is fine.
+pub(crate) async fn remove_finalizer<K>(
+    api: &kube::Api<K>,
+    object: &K,
+    finalizer: &str,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt as _;
+    if !object.finalizers().iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": rest,
+        "resourceVersion": object.resource_version(),
+    }});
+    match api
+        .patch(
+            &object.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// What every reconciler gets.
 pub struct Context<B> {
     /// The Kubernetes client.

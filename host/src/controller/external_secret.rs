@@ -768,33 +768,9 @@ const ESO_FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-
 /// the ExternalSecret would never go. ESO's cleanup needs nothing more here: an owned target
 /// goes with its owner through the garbage collector.
 async fn release_eso_finalizer<B>(ctx: &Context<B>, es: &ExternalSecret) -> Result<(), Error> {
-    if !es.finalizers().iter().any(|f| f == ESO_FINALIZER) {
-        return Ok(());
-    }
-    let rest: Vec<&String> = es
-        .finalizers()
-        .iter()
-        .filter(|f| *f != ESO_FINALIZER)
-        .collect();
     let api: Api<ExternalSecret> =
         Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-    // The resourceVersion makes the patch fail rather than drop a finalizer added meanwhile.
-    let patch = json!({"metadata": {
-        "finalizers": rest,
-        "resourceVersion": es.resource_version(),
-    }});
-    match api
-        .patch(
-            &es.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(super::remove_finalizer(&api, es, ESO_FINALIZER).await?)
 }
 
 /// ESO's field manager for the ExternalSecret `name` (`fqdnFor` in ESO).

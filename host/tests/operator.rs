@@ -1438,7 +1438,8 @@ async fn with_creation_policy_merge_template_metadata_joins_the_targets_own() {
     spec["target"] = json!({"name": "shared", "creationPolicy": "Merge",
                             "template": {"metadata": {
                                 "labels": {"tier": "backend"},
-                                "annotations": {"owner": "{{ .username }}"}}}});
+                                "annotations": {"owner": "{{ .username }}"},
+                                "finalizers": ["example.com/keep"]}}});
     apply(
         &env.api::<ExternalSecret>(),
         json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
@@ -1456,6 +1457,7 @@ async fn with_creation_policy_merge_template_metadata_joins_the_targets_own() {
     let annotations = secret.annotations();
     assert_eq!(annotations.get("keep").map(String::as_str), Some("yes"));
     assert_eq!(annotations.get("owner").map(String::as_str), Some("admin"));
+    assert_eq!(secret.finalizers(), ["example.com/keep"]);
     assert_eq!(
         text_data(&secret),
         string_map(&[

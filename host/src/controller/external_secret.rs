@@ -658,6 +658,17 @@ async fn write<B: ModuleHost>(
     let mut annotations = shape.annotations.clone();
     labels.insert(MANAGED_LABEL.into(), "true".into());
     annotations.insert(DATA_HASH_ANNOTATION.into(), hash.clone());
+    // As ESO, the template's finalizers go on the Secret, unless it is being deleted (the
+    // apiserver refuses new finalizers then).
+    let finalizers: Vec<String> = match &existing {
+        Some(s) if s.meta().deletion_timestamp.is_some() => Vec::new(),
+        _ => target
+            .template
+            .as_ref()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.finalizers.clone())
+            .unwrap_or_default(),
+    };
     let owner = policy == CreationPolicy::Owner;
     if owner {
         labels.insert(
@@ -672,6 +683,7 @@ async fn write<B: ModuleHost>(
             && annotations
                 .iter()
                 .all(|(k, v)| s.annotations().get(k) == Some(v))
+            && finalizers.iter().all(|f| s.finalizers().contains(f))
             && (!owner || controlled_by(s, es))
             && (target.immutable != Some(true) || s.immutable == Some(true))
             && shape
@@ -701,6 +713,9 @@ async fn write<B: ModuleHost>(
         "labels": labels,
         "annotations": annotations,
     });
+    if !finalizers.is_empty() {
+        metadata["finalizers"] = json!(finalizers);
+    }
     if owner {
         metadata["ownerReferences"] = json!([{
             "apiVersion": ExternalSecret::api_version(&()),

@@ -82,6 +82,44 @@ impl Default for Config {
     }
 }
 
+/// Removes `finalizer` from `object` if it has it (a finalizer ESO put there and nobody else
+/// would remove). The resourceVersion in the patch makes it fail rather than drop a
+/// finalizer added meanwhile; an object already gone is fine.
+pub(crate) async fn remove_finalizer<K>(
+    api: &kube::Api<K>,
+    object: &K,
+    finalizer: &str,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt as _;
+    if !object.finalizers().iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": rest,
+        "resourceVersion": object.resource_version(),
+    }});
+    match api
+        .patch(
+            &object.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// What every reconciler gets.
 pub struct Context<B> {
     /// The Kubernetes client.
@@ -96,7 +134,16 @@ pub struct Context<B> {
     pub coalescer: external_secret::Coalescer,
     failures: Mutex<HashMap<String, u32>>,
     store_changed: Mutex<HashSet<String>>,
+    // kube's Recorder folds every event of one type and reason about an object into one
+    // series that keeps the first note, so a later, different failure would never be seen;
+    // client-go (ESO) keys on the message too. One Recorder per distinct note does the same.
+    recorders: Mutex<HashMap<u64, Recorder>>,
+    reporter: Reporter,
 }
+
+/// How many distinct events' recorders are kept before they are all dropped (a repeat after
+/// that starts a new event instead of counting on the old one).
+const MAX_EVENT_RECORDERS: usize = 4096;
 
 impl<B> std::fmt::Debug for Context<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,13 +156,11 @@ impl<B> std::fmt::Debug for Context<B> {
 impl<B> Context<B> {
     /// A context for `backend`.
     pub fn new(client: Client, backend: B, config: Config) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: config.reporter.clone(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let reporter = Reporter {
+            controller: config.reporter.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         Context {
             client,
             backend,
@@ -124,6 +169,8 @@ impl<B> Context<B> {
             coalescer: external_secret::Coalescer::default(),
             failures: Mutex::default(),
             store_changed: Mutex::default(),
+            recorders: Mutex::default(),
+            reporter,
         }
     }
 
@@ -132,6 +179,21 @@ impl<B> Context<B> {
     where
         K: kube::Resource<DynamicType = ()>,
     {
+        use std::hash::{Hash, Hasher};
+        let reference = object.object_ref(&());
+        let mut key = std::collections::hash_map::DefaultHasher::new();
+        (&reference.uid, &reference.namespace, &reference.name).hash(&mut key);
+        (type_ == EventType::Warning, reason, &note).hash(&mut key);
+        let recorder = {
+            let mut recorders = self.recorders.lock().unwrap_or_else(|p| p.into_inner());
+            if recorders.len() >= MAX_EVENT_RECORDERS {
+                recorders.clear();
+            }
+            recorders
+                .entry(key.finish())
+                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+                .clone()
+        };
         let event = Event {
             type_,
             reason: reason.into(),
@@ -139,7 +201,7 @@ impl<B> Context<B> {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }

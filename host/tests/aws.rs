@@ -729,7 +729,9 @@ async fn the_default_provider_grants_cover_the_default_aws_endpoints() {
 use airlock::controller::{self, Config};
 use airlock::crd::{ExternalSecret, Provider, SecretStore};
 use airlock_testenv::ControlPlane;
-use cluster::{apply, eventually, install_crds, ready_message, secret_text, string_map};
+use cluster::{
+    apply, eventually, failure_event, install_crds, ready_message, secret_text, string_map,
+};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Client;
 use kube::api::Api;
@@ -831,6 +833,14 @@ impl Cluster {
     /// The ExternalSecret's Ready message once its status is `want` and it mentions `needle`.
     async fn ready_es(&self, name: &str, want: &str, needle: &str) -> String {
         ready_message(&self.api::<ExternalSecret>(), name, want, needle).await
+    }
+
+    /// Waits for the ExternalSecret to fail with ESO's fixed message for a provider error,
+    /// and returns the note of the Warning event mentioning `needle` (the detail).
+    async fn failed_es(&self, name: &str, needle: &str) -> String {
+        self.ready_es(name, "False", "could not get secret data from provider")
+            .await;
+        failure_event(&self.client, &self.ns, name, needle).await
     }
 
     /// The SecretStore's Ready message once its status is `want` and it mentions `needle`.
@@ -1015,7 +1025,7 @@ async fn bad_aws_stores_give_clear_conditions_and_keep_synced_data() {
     assert!(m.contains("AccessDenied"), "{m}");
     env.external_secret("database-credentials", seed_external_secret("wrong-key"))
         .await;
-    env.ready_es("database-credentials", "False", "SignatureDoesNotMatch")
+    env.failed_es("database-credentials", "SignatureDoesNotMatch")
         .await;
     assert_eq!(
         env.secret_data("database-secret").await.as_ref(),
@@ -1068,7 +1078,7 @@ async fn bad_aws_stores_give_clear_conditions_and_keep_synced_data() {
             .unwrap(),
     )
     .await;
-    env.ready_es("outside", "False", "not granted").await;
+    env.failed_es("outside", "not granted").await;
     assert_eq!(env.secret_data("outside").await, None);
     assert_eq!(
         env.secret_data("database-secret").await.as_ref(),

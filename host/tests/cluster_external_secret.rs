@@ -215,6 +215,16 @@ async fn a_cluster_external_secret_fans_out_to_labelled_namespaces_and_follows_r
         })
         .await;
         assert_eq!(username, b"admin");
+        // Without a template the ExternalSecret's metadata travels on to its Secret.
+        let secret = secrets.get("db-creds").await.expect("secret");
+        assert_eq!(
+            secret.labels().get("team").map(String::as_str),
+            Some("payments")
+        );
+        assert_eq!(
+            secret.annotations().get("note").map(String::as_str),
+            Some("stamped")
+        );
     }
     let none = Api::<ExternalSecret>::namespaced(client.clone(), &unlabelled)
         .get_opt("db")
@@ -339,4 +349,58 @@ async fn an_existing_external_secret_it_does_not_own_is_left_alone_and_reported_
     assert!(foreign.owner_references().is_empty());
     let labels: BTreeMap<String, String> = foreign.labels().clone();
     assert!(labels.is_empty(), "{labels:?}");
+}
+
+// Issue 24 (ESO fidelity): a ClusterExternalSecret left by ESO.
+
+#[tokio::test]
+async fn esos_finalizers_on_a_cluster_external_secret_and_its_namespaces_do_not_block_deletion() {
+    let client = start().await;
+    let key = unique("airlock-ces-eso");
+    let store = unique("ces-store");
+    cluster_store(&client, &store).await;
+    let ns = labelled_namespace(&client, "ces-eso", &key, "yes").await;
+    let ces_name = unique("from-eso");
+    let guard = format!("externalsecrets.external-secrets.io/ces-{ces_name}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [guard]}})),
+        )
+        .await
+        .expect("ESO's namespace finalizer");
+    let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
+    apply(
+        &ces_api,
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
+               "metadata": {"name": ces_name, "finalizers": [
+                   "externalsecrets.external-secrets.io/clusterexternalsecret-cleanup"]},
+               "spec": {"externalSecretName": "db",
+                        "namespaceSelectors": [{"matchLabels": {key.as_str(): "yes"}}],
+                        "refreshTime": "1h",
+                        "externalSecretSpec": es_spec(&store)}}),
+    )
+    .await;
+    let es_api = Api::<ExternalSecret>::namespaced(client.clone(), &ns);
+    eventually("the ExternalSecret provisioned", || async {
+        es_api.get_opt("db").await.ok()?
+    })
+    .await;
+    eventually("ESO's namespace finalizer removed", || async {
+        let n = namespaces.get(&ns).await.ok()?;
+        (!n.finalizers().contains(&guard)).then_some(())
+    })
+    .await;
+
+    ces_api
+        .delete(&ces_name, &Default::default())
+        .await
+        .expect("delete ces");
+    eventually(
+        "the ClusterExternalSecret with ESO's finalizer is gone",
+        || async { matches!(ces_api.get_opt(&ces_name).await, Ok(None)).then_some(()) },
+    )
+    .await;
 }

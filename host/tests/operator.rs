@@ -4,8 +4,8 @@
 mod cluster;
 
 use cluster::{
-    TIMEOUT, apply, apply_fake_provider, eventually, install_crds, secret_text, string_map,
-    text_data,
+    TIMEOUT, apply, apply_fake_provider, eventually, failure_event, install_crds, secret_text,
+    string_map, text_data,
 };
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use airlock::controller::{self, Config};
 use airlock::crd::{self, ExternalSecret, Provider, SecretStore};
 use airlock_testenv::ControlPlane;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -36,6 +37,11 @@ async fn start(prefix: &str) -> Env {
     let client = cp.client();
     install_crds(&client).await;
     let ns = cp.new_namespace(prefix).await.expect("namespace");
+    operate(client, ns).await
+}
+
+/// The `fake` Provider loaded and the operator running in the namespace `ns`.
+async fn operate(client: Client, ns: String) -> Env {
     let providers = tempfile::tempdir().expect("temp dir");
     std::fs::copy(
         airlock_test_artifacts::FAKE,
@@ -128,6 +134,14 @@ impl Env {
 
     async fn secret_data(&self, name: &str) -> Option<BTreeMap<String, String>> {
         secret_text(&self.api(), name).await
+    }
+
+    /// Waits for the ExternalSecret to fail with ESO's fixed condition `message`, and
+    /// returns the note of the Warning event mentioning `needle` (the detail).
+    async fn failure(&self, name: &str, message: &str, needle: &str) -> String {
+        let (_, ready) = self.ready(name, "False", "SecretSyncedError").await;
+        assert_eq!(ready.message.as_deref(), Some(message));
+        failure_event(&self.client, &self.ns, name, needle).await
     }
 }
 
@@ -279,10 +293,14 @@ async fn a_provider_failure_keeps_the_existing_secret_data() {
         )
         .await
         .expect("annotate");
-    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(message.contains("does not exist at provider"), "{message}");
-    assert!(message.contains("production/database"), "{message}");
+    let detail = env
+        .failure(
+            "database",
+            "could not get secret data from provider",
+            "does not exist at provider",
+        )
+        .await;
+    assert!(detail.contains("production/database"), "{detail}");
     assert_eq!(
         env.secret_data("database-credentials").await,
         Some(synced.clone())
@@ -298,22 +316,12 @@ async fn a_provider_failure_keeps_the_existing_secret_data() {
         )
         .await
         .expect("annotate");
-    let ready = eventually("the invalid-config error", || async {
-        let (_, c) = env.ready("database", "False", "SecretSyncedError").await;
-        c.message
-            .as_deref()
-            .is_some_and(|m| m.contains("InvalidProviderConfig"))
-            .then_some(c)
-    })
+    env.failure(
+        "database",
+        "could not get secret data from provider",
+        "InvalidProviderConfig",
+    )
     .await;
-    assert!(
-        ready
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("could not get secret data from provider"),
-        "{ready:?}"
-    );
     assert_eq!(env.secret_data("database-credentials").await, Some(synced));
 
     // Events tell the story without ever carrying a value.
@@ -359,10 +367,14 @@ async fn a_missing_store_sets_ready_false_naming_the_store() {
     let env = start("es-nostore").await;
     env.external_secret("database", seed_es("no-such-store"))
         .await;
-    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(message.contains("\"no-such-store\""), "{message}");
-    assert!(message.contains("SecretStore"), "{message}");
+    let detail = env
+        .failure(
+            "database",
+            "could not get secret data from provider",
+            "\"no-such-store\"",
+        )
+        .await;
+    assert!(detail.contains("SecretStore"), "{detail}");
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
 
@@ -531,9 +543,12 @@ async fn a_cluster_store_refuses_namespaces_its_conditions_exclude() {
         env.secret_data("database-credentials").await,
         Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
     );
-    let (_, ready) = env.ready("denied", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(message.contains("not allowed from namespace"), "{message}");
+    env.failure(
+        "denied",
+        "could not get secret data from provider",
+        "not allowed from namespace",
+    )
+    .await;
     assert_eq!(env.secret_data("denied").await, None);
     for name in [&allowed, &denied] {
         api.delete(name, &Default::default()).await.expect("delete");
@@ -698,16 +713,13 @@ async fn a_template_error_names_the_key_and_position_and_keeps_the_previous_secr
         "EXTRA": "{{ .password | b64enc }}"
     });
     env.external_secret("templated-secret", spec).await;
-    let (_, ready) = env
-        .ready("templated-secret", "False", "SecretSyncedError")
+    let message = env
+        .failure(
+            "templated-secret",
+            "could not update secret",
+            r#"template "DATABASE_URL": line 1, column 17: map has no entry for key "usernam""#,
+        )
         .await;
-    let message = ready.message.unwrap_or_default();
-    assert!(
-        message.contains(
-            r#"template "DATABASE_URL": line 1, column 17: map has no entry for key "usernam""#
-        ),
-        "{message}"
-    );
     assert!(message.contains("TemplateRenderError"), "{message}");
     assert!(!message.contains("s3cr3t"), "{message}");
     // Nothing was written: not the EXTRA key, not a half-rendered URL.
@@ -832,12 +844,12 @@ async fn a_secret_owned_by_another_external_secret_is_not_taken_over() {
     let mut spec = seed_es("fake-store");
     spec["data"] = json!([{"secretKey": "other", "remoteRef": {"key": "staging/database"}}]);
     env.external_secret("second", spec).await;
-    let (_, ready) = env.ready("second", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(
-        message.contains("owned by another ExternalSecret (first)"),
-        "{message}"
-    );
+    env.failure(
+        "second",
+        "target is owned by another ExternalSecret",
+        "owned by another ExternalSecret (first)",
+    )
+    .await;
     assert_eq!(
         env.secret_data("database-credentials").await,
         Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))
@@ -941,12 +953,12 @@ async fn an_invalid_find_name_regexp_sets_ready_false_with_a_clear_message() {
                "dataFrom": [{"find": {"name": {"regexp": "production/(["}}}]}),
     )
     .await;
-    let (_, ready) = env.ready("found", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(
-        message.contains("find.name.regexp: found unclosed character class"),
-        "{message}"
-    );
+    env.failure(
+        "found",
+        "could not get secret data from provider",
+        "find.name.regexp: found unclosed character class",
+    )
+    .await;
     assert_eq!(env.secret_data("found").await, None);
 }
 
@@ -1007,9 +1019,12 @@ async fn store_configs_the_provider_cannot_use_set_ready_false_with_the_reason()
     // An ExternalSecret using such a store reports it too, and writes nothing.
     env.external_secret("database", seed_es("no-provider"))
         .await;
-    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(message.contains("nosuch"), "{message}");
+    env.failure(
+        "database",
+        "could not get secret data from provider",
+        "nosuch",
+    )
+    .await;
     assert_eq!(env.secret_data("database-credentials").await, None);
 }
 
@@ -1127,13 +1142,14 @@ async fn an_immutable_target_is_created_immutable_and_a_later_change_is_refused(
     assert_eq!(secret.owner_references().len(), 1);
 
     env.store("fake-store", json!({"data": rotated()})).await;
-    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert_eq!(
-        message,
-        "could not update secret, target is immutable (TargetImmutable)"
-    );
-    assert!(!message.contains("rotated"));
+    let detail = env
+        .failure(
+            "database",
+            "could not update secret, target is immutable",
+            "TargetImmutable",
+        )
+        .await;
+    assert!(!detail.contains("rotated"), "{detail}");
     let secret = env
         .api::<Secret>()
         .get("database-credentials")
@@ -1365,17 +1381,18 @@ async fn deletion_policy_retain_keeps_the_secret_when_the_provider_has_nothing()
     let found_secret = env.api::<Secret>().get("found").await.unwrap();
     assert_eq!(found_secret.owner_references().len(), 1);
 
-    let (_, ready) = env.ready("database", "False", "SecretSyncedError").await;
-    let message = ready.message.unwrap_or_default();
-    assert!(
-        message.contains("secret does not exist at provider"),
-        "{message}"
-    );
+    env.failure(
+        "database",
+        "could not get secret data from provider",
+        "secret does not exist at provider",
+    )
+    .await;
     assert_eq!(env.secret_data("database-credentials").await, Some(synced));
 }
 
 // Issue 23 item 11: `fail` and `required` quote what the template gives them; the condition
-// and the Warning Event say which template failed and how, never the fetched value.
+// keeps ESO's fixed message and the Warning Event says which template failed and how, never
+// the fetched value.
 #[tokio::test]
 async fn a_template_failing_with_a_fetched_value_reports_it_redacted() {
     let env = start("es-template-fail").await;
@@ -1389,13 +1406,7 @@ async fn a_template_failing_with_a_fetched_value_reports_it_redacted() {
         .ready("templated-secret", "False", "SecretSyncedError")
         .await;
     let message = ready.message.unwrap_or_default();
-    assert!(
-        message.contains(
-            r#"template "DATABASE_URL": line 1, column 4: error calling fail: [redacted]"#
-        ),
-        "{message}"
-    );
-    assert!(!message.contains("s3cr3t"), "{message}");
+    assert_eq!(message, "could not update secret");
 
     let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
     let notes = eventually("an UpdateFailed event", || async {
@@ -1409,8 +1420,398 @@ async fn a_template_failing_with_a_fetched_value_reports_it_redacted() {
         (!notes.is_empty()).then_some(notes)
     })
     .await;
+    assert!(
+        notes.iter().any(|n| n.contains(
+            r#"template "DATABASE_URL": line 1, column 4: error calling fail: [redacted]"#
+        )),
+        "{notes:?}"
+    );
     for note in notes {
-        assert!(note.contains("error calling fail: [redacted]"), "{note}");
         assert!(!note.contains("s3cr3t"), "an event leaks a value: {note}");
     }
+}
+
+// Issue 24 (ESO fidelity): metadata, conditions and migration from ESO.
+
+#[tokio::test]
+async fn without_a_template_the_external_secrets_labels_and_annotations_reach_the_secret() {
+    let env = start("es-meta").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply(
+        &env.api::<ExternalSecret>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "database", "namespace": env.ns,
+                            "labels": {"team": "payments"},
+                            "annotations": {"note": "stamped"}},
+               "spec": seed_es("fake-store")}),
+    )
+    .await;
+    env.ready("database", "True", "SecretSynced").await;
+    let secret = env
+        .api::<Secret>()
+        .get("database-credentials")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.labels().get("team").map(String::as_str),
+        Some("payments")
+    );
+    assert_eq!(
+        secret.annotations().get("note").map(String::as_str),
+        Some("stamped")
+    );
+    assert_managed(&secret);
+}
+
+#[tokio::test]
+async fn with_creation_policy_merge_template_metadata_joins_the_targets_own() {
+    let env = start("es-meta-merge").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "shared", "namespace": env.ns,
+                            "labels": {"app": "db"}, "annotations": {"keep": "yes"}},
+               "stringData": {"keep": "me"}}),
+    )
+    .await;
+    let mut spec = seed_es("fake-store");
+    spec["target"] = json!({"name": "shared", "creationPolicy": "Merge",
+                            "template": {"metadata": {
+                                "labels": {"tier": "backend"},
+                                "annotations": {"owner": "{{ .username }}"},
+                                "finalizers": ["example.com/keep"]}}});
+    apply(
+        &env.api::<ExternalSecret>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "merged", "namespace": env.ns,
+                            "labels": {"team": "not-copied"}},
+               "spec": spec}),
+    )
+    .await;
+    env.ready("merged", "True", "SecretSynced").await;
+    let secret = env.api::<Secret>().get("shared").await.unwrap();
+    let labels = secret.labels();
+    assert_eq!(labels.get("app").map(String::as_str), Some("db"));
+    assert_eq!(labels.get("tier").map(String::as_str), Some("backend"));
+    assert_eq!(labels.get("team"), None, "a template replaces the copy");
+    let annotations = secret.annotations();
+    assert_eq!(annotations.get("keep").map(String::as_str), Some("yes"));
+    assert_eq!(annotations.get("owner").map(String::as_str), Some("admin"));
+    assert_eq!(secret.finalizers(), ["example.com/keep"]);
+    assert_eq!(
+        text_data(&secret),
+        string_map(&[
+            ("keep", "me"),
+            ("username", "admin"),
+            ("password", "s3cr3t")
+        ])
+    );
+}
+
+/// An ExternalSecret and its Secret exactly as ESO v2.9 leaves them after a sync, with the
+/// refresh overdue (`refreshTime` two hours ago, interval 1h).
+async fn seed_eso_state(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    metadata: Value,
+    spec: Value,
+    secret: Value,
+    synced_resource_version: &str,
+) -> (ExternalSecret, Secret) {
+    let es_api: Api<ExternalSecret> = Api::namespaced(client.clone(), ns);
+    let mut es_meta = metadata;
+    es_meta["name"] = json!(name);
+    es_meta["namespace"] = json!(ns);
+    // ESO puts its cleanup finalizer on every ExternalSecret.
+    es_meta["finalizers"] = json!(["externalsecrets.external-secrets.io/externalsecret-cleanup"]);
+    let es = es_api
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                "metadata": es_meta, "spec": spec,
+            }))
+            .expect("an ExternalSecret"),
+        )
+        .await
+        .expect("create the ExternalSecret");
+    let target = secret["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
+    let two_hours_ago = (k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_hours(2))
+    .round(k8s_openapi::jiff::Unit::Second)
+    .expect("round");
+    es_api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "refreshTime": two_hours_ago.to_string(),
+                "syncedResourceVersion": synced_resource_version,
+                "binding": {"name": target},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced",
+                                "message": "secret synced",
+                                "lastTransitionTime": two_hours_ago.to_string()}],
+            }})),
+        )
+        .await
+        .expect("ESO's status");
+    let mut secret = secret;
+    secret["metadata"]["namespace"] = json!(ns);
+    if secret["metadata"]["ownerReferences"] == json!("controller") {
+        secret["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "name": name,
+            "uid": es.metadata.uid.clone().expect("a uid"),
+            "controller": true, "blockOwnerDeletion": true,
+        }]);
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    // ESO writes with a field manager of its own per ExternalSecret: it creates the Secret,
+    // or (Merge) updates the one someone else made.
+    let manager = Some(format!("externalsecrets.external-secrets.io/{name}"));
+    let secret = if secrets.get_opt(&target).await.expect("get").is_some() {
+        let params = PatchParams {
+            field_manager: manager,
+            ..Default::default()
+        };
+        secrets
+            .patch(&target, &params, &Patch::Merge(&secret))
+            .await
+    } else {
+        let params = kube::api::PostParams {
+            field_manager: manager,
+            ..Default::default()
+        };
+        let secret = serde_json::from_value(secret).expect("a Secret");
+        secrets.create(&params, &secret).await
+    }
+    .expect("write the Secret as ESO did");
+    let es = es_api.get(name).await.expect("the ExternalSecret");
+    (es, secret)
+}
+
+#[tokio::test]
+async fn a_cluster_left_by_eso_is_taken_over_without_a_single_secret_write() {
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("es-migration").await.expect("namespace");
+    apply(
+        &Api::<SecretStore>::namespaced(client.clone(), &ns),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "fake-store", "namespace": ns},
+               "spec": {"provider": {"fake": {"data": fake_data()}}}}),
+    )
+    .await;
+
+    // Hashes as ESO's Go code computes them (SHA3-224 of `%+v`), computed by Go 1.26.
+    let data_hash = "4dc87f1bc1b42f99971f11cd8a752c3c1babc6486c0744d841d68c6a";
+    let merged_hash = "a598fd76ab7adf438d94677046e7d0d763331524b817c094194bdb39";
+    let meta_hash = "43100c8fd202fa920ef4c804052a8a5d94d95cb1c5a55b2c93dc5b58";
+    let no_meta_hash = "f47fe3c0b255b6dd8047cdffa772587bb829efe7a1cb70febeda2eb2";
+    let created_by = airlock::controller::external_secret::created_by(&ns, "database");
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+
+    // creationPolicy Owner, no template: ESO copied the ExternalSecret's metadata.
+    let (owned_es, owned) = seed_eso_state(
+        &client,
+        &ns,
+        "database",
+        json!({"labels": {"team": "payments"}, "annotations": {"note": "from-eso"}}),
+        seed_es("fake-store"),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "database-credentials",
+                            "labels": {"team": "payments",
+                                       "reconcile.external-secrets.io/managed": "true",
+                                       "reconcile.external-secrets.io/created-by": created_by},
+                            "annotations": {"note": "from-eso",
+                                            "reconcile.external-secrets.io/data-hash": data_hash},
+                            "ownerReferences": "controller"},
+               "type": "Opaque",
+               "data": {"username": b64("admin"), "password": b64("s3cr3t")}}),
+        &format!("1-{meta_hash}"),
+    )
+    .await;
+    // creationPolicy Merge into a Secret someone else made: no owner, no created-by.
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), &ns),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "shared", "namespace": ns, "labels": {"app": "db"}},
+               "data": {"keep": b64("me")}}),
+    )
+    .await;
+    let mut merge_spec = seed_es("fake-store");
+    merge_spec["target"] = json!({"name": "shared", "creationPolicy": "Merge"});
+    let (_, merged) = seed_eso_state(
+        &client,
+        &ns,
+        "merger",
+        json!({}),
+        merge_spec,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "shared",
+                            "labels": {"reconcile.external-secrets.io/managed": "true"},
+                            "annotations": {"reconcile.external-secrets.io/data-hash": merged_hash}},
+               "data": {"username": b64("admin"), "password": b64("s3cr3t")}}),
+        &format!("1-{no_meta_hash}"),
+    )
+    .await;
+
+    // Every write to these Secrets from here on shows up on this watch.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let from = secrets
+        .list_metadata(&Default::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("a list version");
+    let writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut watch = secrets
+        .watch(&kube::api::WatchParams::default(), &from)
+        .await
+        .expect("watch")
+        .boxed();
+    let seen = writes.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = watch.next().await {
+            let name = match event {
+                kube::api::WatchEvent::Added(s)
+                | kube::api::WatchEvent::Modified(s)
+                | kube::api::WatchEvent::Deleted(s) => s.name_any(),
+                _ => continue,
+            };
+            seen.lock().unwrap().push(name);
+        }
+    });
+
+    let env = operate(client.clone(), ns.clone()).await;
+    // The overdue refresh happens: the provider is read and the status written...
+    let es_api = env.api::<ExternalSecret>();
+    let old_refresh = owned_es
+        .status
+        .as_ref()
+        .and_then(|s| s.refresh_time.clone());
+    for name in ["database", "merger"] {
+        eventually(&format!("{name} refreshed by Airlock"), || async {
+            let es = es_api.get(name).await.ok()?;
+            let refreshed = es.status?.refresh_time;
+            (refreshed.is_some() && refreshed != old_refresh).then_some(())
+        })
+        .await;
+        let (es, ready) = env.ready(name, "True", "SecretSynced").await;
+        assert_eq!(ready.message.as_deref(), Some("secret synced"));
+        // ...and ESO's syncedResourceVersion is kept as it is.
+        let version = es.status.unwrap().synced_resource_version.unwrap();
+        let want = if name == "database" {
+            meta_hash
+        } else {
+            no_meta_hash
+        };
+        assert_eq!(version, format!("1-{want}"));
+    }
+    // ...yet neither Secret was written: same resourceVersion, no Airlock field manager.
+    for before in [&owned, &merged] {
+        let name = before.name_any();
+        let now = secrets.get(&name).await.expect("the Secret");
+        assert_eq!(now.resource_version(), before.resource_version(), "{name}");
+        assert!(
+            now.managed_fields()
+                .iter()
+                .all(|m| m.manager.as_deref() != Some(airlock::controller::FIELD_MANAGER)),
+            "{name}: {:?}",
+            now.managed_fields()
+        );
+    }
+    let count = writes.lock().unwrap().len();
+    assert_eq!(count, 0, "writes to Secrets: {:?}", writes.lock().unwrap());
+
+    // Drift repair is Airlock's now: a hand edit is undone, with ESO's hash of the result.
+    secrets
+        .patch(
+            "database-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"password": "tampered"}})),
+        )
+        .await
+        .expect("edit");
+    eventually("the edited Secret repaired", || async {
+        let s = secrets.get("database-credentials").await.ok()?;
+        (text_data(&s) == string_map(&[("username", "admin"), ("password", "s3cr3t")]))
+            .then_some(())
+    })
+    .await;
+    let repaired = secrets.get("database-credentials").await.unwrap();
+    assert_eq!(
+        repaired
+            .annotations()
+            .get("reconcile.external-secrets.io/data-hash")
+            .map(String::as_str),
+        Some(data_hash)
+    );
+    assert_eq!(
+        repaired.labels().get("team").map(String::as_str),
+        Some("payments")
+    );
+
+    // ESO's finalizer does not keep a deleted ExternalSecret around.
+    es_api
+        .delete("merger", &Default::default())
+        .await
+        .expect("delete");
+    eventually(
+        "the ExternalSecret with ESO's finalizer is gone",
+        || async { matches!(es_api.get_opt("merger").await, Ok(None)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn property_takes_gjson_paths_as_eso_does() {
+    let env = start("es-gjson").await;
+    let doc = json!({
+        "replicas": [{"host": "a", "port": 1}, {"host": "b", "port": 2}],
+        "users": [{"name": "ann", "role": "admin"}, {"name": "bob", "role": "dev"}],
+        "db.host": "literal",
+    });
+    env.store(
+        "fake-store",
+        json!({"data": [{"key": "app", "value": doc.to_string()}]}),
+    )
+    .await;
+    let item = |key: &str, property: &str| json!({"secretKey": key, "remoteRef": {"key": "app", "property": property}});
+    env.external_secret(
+        "gjson",
+        json!({
+            "refreshInterval": "1h",
+            "secretStoreRef": {"name": "fake-store", "kind": "SecretStore"},
+            "target": {"name": "gjson"},
+            "data": [
+                item("count", "replicas.#"),
+                item("hosts", "replicas.#.host"),
+                item("admin", r#"users.#(role=="admin").name"#),
+                item("reversed", "users.#.name|@reverse"),
+                item("literal", "db.host"),
+            ]
+        }),
+    )
+    .await;
+    env.ready("gjson", "True", "SecretSynced").await;
+    assert_eq!(
+        env.secret_data("gjson").await,
+        Some(string_map(&[
+            ("count", "2"),
+            ("hosts", r#"["a","b"]"#),
+            ("admin", "ann"),
+            ("reversed", r#"["bob","ann"]"#),
+            ("literal", "literal"),
+        ]))
+    );
 }

@@ -1475,7 +1475,8 @@ async fn the_seed_vault_stores_and_external_secret_sync_on_the_real_control_plan
         "False",
     )
     .await;
-    assert!(message.contains("secret/data/no-such-app"), "{message}");
+    assert_eq!(message, "could not get secret data from provider");
+    cluster::failure_event(&client, &ns, "vault-secret", "secret/data/no-such-app").await;
     assert_eq!(
         secret_text(&client, &ns, "my-secret").await,
         Some(expected.clone())

@@ -29,6 +29,12 @@ use serde_json::json;
 use super::external_secret::selector_matches;
 use super::{Context, Error, FIELD_MANAGER, ModuleHost, log_result, ready_condition};
 use crate::crd::cluster_external_secret::ClusterExternalSecretNamespaceFailure;
+use crate::crd::common::FORCE_SYNC_ANNOTATION;
+
+/// The finalizer ESO puts on every ClusterExternalSecret.
+const ESO_FINALIZER: &str = "externalsecrets.external-secrets.io/clusterexternalsecret-cleanup";
+/// ESO's finalizer on each namespace a ClusterExternalSecret selects, followed by its name.
+const ESO_NAMESPACE_FINALIZER_PREFIX: &str = "externalsecrets.external-secrets.io/ces-";
 use crate::crd::{ClusterExternalSecret, ConditionStatus, ExternalSecret};
 
 /// How often namespaces are re-scanned when `spec.refreshTime` is unset or invalid.
@@ -169,6 +175,13 @@ pub fn desired_external_secret(ces: &ClusterExternalSecret, namespace: &str) -> 
         .external_secret_metadata
         .clone()
         .unwrap_or_default();
+    // As ESO does, the CES's own force-sync annotation is mirrored (so forcing the CES forces
+    // every ExternalSecret), and one set only through `externalSecretMetadata` is dropped.
+    let mut annotations = metadata.annotations.unwrap_or_default();
+    match ces.annotations().get(FORCE_SYNC_ANNOTATION) {
+        Some(v) => annotations.insert(FORCE_SYNC_ANNOTATION.to_string(), v.clone()),
+        None => annotations.remove(FORCE_SYNC_ANNOTATION),
+    };
     json!({
         "apiVersion": "external-secrets.io/v1",
         "kind": "ExternalSecret",
@@ -176,7 +189,7 @@ pub fn desired_external_secret(ces: &ClusterExternalSecret, namespace: &str) -> 
             "name": external_secret_name(ces),
             "namespace": namespace,
             "labels": metadata.labels.unwrap_or_default(),
-            "annotations": metadata.annotations.unwrap_or_default(),
+            "annotations": annotations,
             "ownerReferences": [{
                 "apiVersion": ClusterExternalSecret::api_version(&()),
                 "kind": ClusterExternalSecret::kind(&()),
@@ -246,16 +259,25 @@ async fn reconcile<B: ModuleHost>(
     ces: Arc<ClusterExternalSecret>,
     ctx: Arc<Context<B>>,
 ) -> Result<Action, Error> {
+    let ces_name = ces.name_any();
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let all = namespaces.list(&ListParams::default()).await?;
+    // ESO guards each namespace with a finalizer of this CES; Airlock needs none, and left
+    // there it would keep the namespace from ever being deleted.
+    let guard = format!("{ESO_NAMESPACE_FINALIZER_PREFIX}{ces_name}");
+    for ns in &all.items {
+        super::remove_finalizer(&namespaces, ns, &guard).await?;
+    }
     if ces.meta().deletion_timestamp.is_some() {
-        // The garbage collector deletes the owned ExternalSecrets.
+        // The garbage collector deletes the owned ExternalSecrets; ESO's finalizer would keep
+        // the CES forever.
+        let api: Api<ClusterExternalSecret> = Api::all(ctx.client.clone());
+        super::remove_finalizer(&api, ces.as_ref(), ESO_FINALIZER).await?;
         return Ok(Action::await_change());
     }
-    let ces_name = ces.name_any();
     let es_name = external_secret_name(&ces);
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let selected: BTreeSet<String> = namespaces
-        .list(&ListParams::default())
-        .await?
+    let selected: BTreeSet<String> = all
+        .items
         .into_iter()
         .filter(|ns| ns.meta().deletion_timestamp.is_none())
         .filter(|ns| namespace_selected(&ces, &ns.name_any(), ns.labels()))
@@ -424,6 +446,27 @@ mod tests {
         assert_eq!(
             refresh(&ces(json!({"externalSecretSpec": es_spec()}))),
             DEFAULT_REFRESH
+        );
+    }
+
+    #[test]
+    fn the_force_sync_annotation_of_the_cluster_external_secret_is_mirrored_as_eso_does() {
+        let spec = json!({
+            "externalSecretSpec": es_spec(),
+            "externalSecretMetadata": {"annotations": {
+                "b": "2", "external-secrets.io/force-sync": "from-metadata"}},
+        });
+        let mut c = ces(spec);
+        let body = desired_external_secret(&c, "ns1");
+        assert_eq!(body["metadata"]["annotations"], json!({"b": "2"}));
+        c.metadata.annotations = Some(BTreeMap::from([(
+            FORCE_SYNC_ANNOTATION.to_string(),
+            "now".to_string(),
+        )]));
+        let body = desired_external_secret(&c, "ns1");
+        assert_eq!(
+            body["metadata"]["annotations"],
+            json!({"b": "2", "external-secrets.io/force-sync": "now"})
         );
     }
 }

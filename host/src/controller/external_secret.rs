@@ -7,6 +7,7 @@
 
 mod coalesce;
 mod data;
+mod hash;
 mod stores;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +24,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{Context, Error, FIELD_MANAGER, ModuleHost, find_ready, log_result, ready_condition};
 use crate::backend::{
@@ -41,10 +41,41 @@ use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
 
 pub use self::coalesce::Coalescer;
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
+pub use self::hash::{created_by, data_hash};
 pub use self::stores::{resolve_store, selector_matches, store_for};
 
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+
+// ESO's fixed `Ready=False` messages, one per step that can fail: users grep and alert on
+// them, so they never carry the detail (that goes to the Warning `UpdateFailed` event).
+const MSG_GET_SECRET_DATA: &str = "could not get secret data from provider";
+const MSG_DELETE_SECRET: &str = "could not delete secret";
+const MSG_DELETE_ORPHANED: &str = "could not delete orphaned secrets";
+const MSG_UPDATE_SECRET: &str = "could not update secret";
+const MSG_UPDATE_IMMUTABLE: &str = "could not update secret, target is immutable";
+const MSG_BECOME_OWNER: &str = "failed to take ownership of target secret";
+const MSG_IS_OWNED: &str = "target is owned by another ExternalSecret";
+
+/// A failed sync: ESO's condition message for the step that failed, and what went wrong.
+struct Failure {
+    message: &'static str,
+    error: Error,
+}
+
+/// Tags the error of one sync step with that step's condition message.
+trait Step<T> {
+    fn step(self, message: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<Error>> Step<T> for Result<T, E> {
+    fn step(self, message: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            message,
+            error: e.into(),
+        })
+    }
+}
 
 /// Runs the ExternalSecret controller, watching managed Secrets for drift and the stores
 /// for spec changes (a changed store re-syncs the ExternalSecrets reading from it at once).
@@ -225,34 +256,13 @@ pub fn target_name(es: &ExternalSecret) -> String {
         .unwrap_or_else(|| es.name_any())
 }
 
-fn hex56(bytes: &[u8]) -> String {
-    let mut h = hex::encode(Sha256::digest(bytes));
-    h.truncate(56);
-    h
-}
-
-/// Hash of a Secret's data, stored in the data-hash annotation to detect drift.
-pub fn data_hash(data: &BTreeMap<String, Vec<u8>>) -> String {
-    let mut h = Sha256::new();
-    for (k, v) in data {
-        h.update((k.len() as u64).to_be_bytes());
-        h.update(k.as_bytes());
-        h.update((v.len() as u64).to_be_bytes());
-        h.update(v);
-    }
-    let mut out = hex::encode(h.finalize());
-    out.truncate(56);
-    out
-}
-
-/// `<generation>-<hash of labels and annotations>`: a change means the user changed the
-/// ExternalSecret (including the force-sync annotation).
+/// `<generation>-<hash of labels and annotations>`, as ESO computes it: a change means the
+/// user changed the ExternalSecret (including the force-sync annotation).
 pub fn synced_resource_version(es: &ExternalSecret) -> String {
-    let meta = json!([es.labels(), es.annotations()]);
     format!(
         "{}-{}",
         es.meta().generation.unwrap_or_default(),
-        hex56(meta.to_string().as_bytes())
+        hash::meta_hash(es.labels(), es.annotations())
     )
 }
 
@@ -354,6 +364,10 @@ async fn reconcile<B: ModuleHost>(
 ) -> Result<Action, Error> {
     let namespace = es.namespace().unwrap_or_default();
     let name = es.name_any();
+    if es.meta().deletion_timestamp.is_some() {
+        release_eso_finalizer(&ctx, &es).await?;
+        return Ok(Action::await_change());
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let target = target_name(&es);
     let existing = secrets.get_opt(&target).await?;
@@ -394,32 +408,27 @@ async fn reconcile<B: ModuleHost>(
                 Action::requeue(every)
             })
         }
-        Err(Error::OtherControllerClass(why)) => {
+        Err(Failure {
+            error: Error::OtherControllerClass(why),
+            ..
+        }) => {
             tracing::debug!(externalsecret = %format!("{namespace}/{name}"), %why, "left to another controller class");
             Ok(Action::await_change())
         }
-        Err(e) => {
+        Err(Failure { message, error: e }) => {
             crate::metrics::global().external_secret_synced(&namespace, &name, false);
-            let message = match &e {
-                Error::Backend(_) => {
-                    format!(
-                        "could not get secret data from provider ({}): {e}",
-                        e.reason()
-                    )
-                }
-                _ => format!("{} ({})", e, e.reason()),
-            };
-            tracing::warn!(externalsecret = %format!("{namespace}/{name}"), reason = e.reason(), error = %message, "sync failed");
+            let detail = format!("{e} ({})", e.reason());
+            tracing::warn!(externalsecret = %format!("{namespace}/{name}"), reason = e.reason(), error = %detail, "sync failed: {message}");
             let condition = ready_condition(
                 previous,
                 ConditionStatus::False,
                 "SecretSyncedError",
-                message.clone(),
+                message,
             );
             let status = json!({"status": {"conditions": [condition]}});
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                 .await?;
-            ctx.event(es.as_ref(), EventType::Warning, "UpdateFailed", message)
+            ctx.event(es.as_ref(), EventType::Warning, "UpdateFailed", detail)
                 .await;
             if e.is_retryable() {
                 Err(e)
@@ -434,15 +443,17 @@ async fn sync<B: ModuleHost>(
     es: &ExternalSecret,
     ctx: &Context<B>,
     existing: Option<Secret>,
-) -> Result<Synced, Error> {
+) -> Result<Synced, Failure> {
     if es.spec.target.manifest.is_some() {
         return Err(Error::Unsupported {
             reason: "GenericTargetNotSupportedYet",
             message: "spec.target.manifest (generic targets) is not supported yet".into(),
-        });
+        })
+        .step(MSG_UPDATE_SECRET);
     }
-    let engine = template_engine(es)?;
-    let data = fetch(es, ctx, engine).await?;
+    // The engine also renders `rewrite[].transform`, a step of reading the data.
+    let engine = template_engine(es).step(MSG_GET_SECRET_DATA)?;
+    let data = fetch(es, ctx, engine).await.step(MSG_GET_SECRET_DATA)?;
     let target = &es.spec.target;
     if data.is_empty() {
         match target.deletion_policy {
@@ -461,13 +472,16 @@ async fn sync<B: ModuleHost>(
                 {
                     let api: Api<Secret> =
                         Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-                    api.delete(&s.name_any(), &DeleteParams::default()).await?;
+                    api.delete(&s.name_any(), &DeleteParams::default())
+                        .await
+                        .step(MSG_DELETE_SECRET)?;
                     deleted = true;
                 }
                 return Ok(Synced {
                     reason: "SecretDeleted",
                     message: "secret deleted due to DeletionPolicy=Delete",
-                    event: deleted.then_some(("Deleted", "secret deleted")),
+                    event: deleted
+                        .then_some(("Deleted", "secret deleted due to DeletionPolicy=Delete")),
                 });
             }
             DeletionPolicy::Merge => {}
@@ -477,13 +491,17 @@ async fn sync<B: ModuleHost>(
     // it was.
     let shape = match &target.template {
         Some(template) => {
-            let sources = template_sources(es, ctx, template).await?;
+            // ESO renders templates while updating the Secret: their errors read as such.
+            let sources = template_sources(es, ctx, template)
+                .await
+                .step(MSG_UPDATE_SECRET)?;
             let fetched: BTreeMap<String, Vec<u8>> = data
                 .iter()
                 .map(|(k, v)| (k.clone(), v.expose().to_vec()))
                 .collect();
             let rendered = crate::template::apply(template, engine, &fetched, &sources)
-                .map_err(|e| redact_template_error(e, &fetched, &sources))?;
+                .map_err(|e| redact_template_error(e, &fetched, &sources))
+                .step(MSG_UPDATE_SECRET)?;
             Shape {
                 data: rendered
                     .data
@@ -495,13 +513,17 @@ async fn sync<B: ModuleHost>(
                 type_: rendered.type_,
             }
         }
+        // Without a template ESO carries the ExternalSecret's own labels and annotations
+        // (all of them) to the Secret.
         None => Shape {
             data,
-            ..Shape::default()
+            labels: es.labels().clone(),
+            annotations: es.annotations().clone(),
+            type_: None,
         },
     };
     for key in shape.data.keys() {
-        check_key(key, "spec.target.template")?;
+        check_key(key, "spec.target.template").step(MSG_UPDATE_SECRET)?;
     }
     write(es, ctx, existing, shape).await
 }
@@ -593,7 +615,7 @@ async fn write<B: ModuleHost>(
     ctx: &Context<B>,
     existing: Option<Secret>,
     shape: Shape,
-) -> Result<Synced, Error> {
+) -> Result<Synced, Failure> {
     let data = &shape.data;
     let target = &es.spec.target;
     let policy = target.creation_policy;
@@ -608,13 +630,15 @@ async fn write<B: ModuleHost>(
             return Err(Error::OwnedByAnother(format!(
                 "target is owned by another ExternalSecret ({})",
                 owner.name
-            )));
+            )))
+            .step(MSG_IS_OWNED);
         }
         if policy == CreationPolicy::Owner {
             return Err(Error::OwnedByAnother(format!(
                 "failed to take ownership of target secret: it is controlled by {} {}",
                 owner.kind, owner.name
-            )));
+            )))
+            .step(MSG_BECOME_OWNER);
         }
     }
     if policy == CreationPolicy::Merge && existing.is_none() {
@@ -633,7 +657,7 @@ async fn write<B: ModuleHost>(
     // drops them.
     let mut full: BTreeMap<String, Vec<u8>> = match (&existing, merge) {
         (Some(s), true) => {
-            let ours = applied_data_keys(s);
+            let ours = applied_data_keys(s, &es.name_any());
             secret_data(s)
                 .into_iter()
                 .filter(|(k, _)| !ours.contains(k))
@@ -652,11 +676,22 @@ async fn write<B: ModuleHost>(
     let mut annotations = shape.annotations.clone();
     labels.insert(MANAGED_LABEL.into(), "true".into());
     annotations.insert(DATA_HASH_ANNOTATION.into(), hash.clone());
+    // As ESO, the template's finalizers go on the Secret, unless it is being deleted (the
+    // apiserver refuses new finalizers then).
+    let finalizers: Vec<String> = match &existing {
+        Some(s) if s.meta().deletion_timestamp.is_some() => Vec::new(),
+        _ => target
+            .template
+            .as_ref()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.finalizers.clone())
+            .unwrap_or_default(),
+    };
     let owner = policy == CreationPolicy::Owner;
     if owner {
         labels.insert(
             CREATED_BY_LABEL.into(),
-            hex56(format!("{namespace}/{}", es.name_any()).as_bytes()),
+            created_by(&namespace, &es.name_any()),
         );
     }
 
@@ -666,6 +701,7 @@ async fn write<B: ModuleHost>(
             && annotations
                 .iter()
                 .all(|(k, v)| s.annotations().get(k) == Some(v))
+            && finalizers.iter().all(|f| s.finalizers().contains(f))
             && (!owner || controlled_by(s, es))
             && (target.immutable != Some(true) || s.immutable == Some(true))
             && shape
@@ -676,7 +712,7 @@ async fn write<B: ModuleHost>(
             return Ok(Synced::ok(None));
         }
         if s.immutable == Some(true) && secret_data(s) != full {
-            return Err(Error::Immutable);
+            return Err(Error::Immutable).step(MSG_UPDATE_IMMUTABLE);
         }
     }
 
@@ -695,6 +731,9 @@ async fn write<B: ModuleHost>(
         "labels": labels,
         "annotations": annotations,
     });
+    if !finalizers.is_empty() {
+        metadata["finalizers"] = json!(finalizers);
+    }
     if owner {
         metadata["ownerReferences"] = json!([{
             "apiVersion": ExternalSecret::api_version(&()),
@@ -724,7 +763,8 @@ async fn write<B: ModuleHost>(
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&object),
         )
-        .await?;
+        .await
+        .step(MSG_UPDATE_SECRET)?;
     if !merge {
         // Owner and Orphan replace the data: drop keys other field managers put there.
         let extra: serde_json::Map<String, serde_json::Value> = secret_data(&applied)
@@ -738,11 +778,14 @@ async fn write<B: ModuleHost>(
                 &PatchParams::default(),
                 &Patch::Merge(&json!({"data": extra})),
             )
-            .await?;
+            .await
+            .step(MSG_UPDATE_SECRET)?;
         }
     }
     if owner {
-        delete_renamed_targets(&api, es, &name).await?;
+        delete_renamed_targets(&api, es, &name)
+            .await
+            .step(MSG_DELETE_ORPHANED)?;
     }
     Ok(Synced::ok(Some(if existing.is_some() {
         ("Updated", "secret updated")
@@ -751,13 +794,42 @@ async fn write<B: ModuleHost>(
     })))
 }
 
-/// The `data` keys the operator's field manager owns through server-side apply.
-fn applied_data_keys(secret: &Secret) -> std::collections::HashSet<String> {
+/// The finalizer ESO puts on every ExternalSecret.
+const ESO_FINALIZER: &str = "externalsecrets.external-secrets.io/externalsecret-cleanup";
+
+/// Removes ESO's finalizer from a deleted ExternalSecret: with ESO gone nobody else would, and
+/// the ExternalSecret would never go. ESO's cleanup needs nothing more here: an owned target
+/// goes with its owner through the garbage collector.
+async fn release_eso_finalizer<B>(ctx: &Context<B>, es: &ExternalSecret) -> Result<(), Error> {
+    let api: Api<ExternalSecret> =
+        Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+    Ok(super::remove_finalizer(&api, es, ESO_FINALIZER).await?)
+}
+
+/// ESO's field manager for the ExternalSecret `name` (`fqdnFor` in ESO).
+fn eso_field_manager(name: &str) -> String {
+    let manager = format!("externalsecrets.external-secrets.io/{name}");
+    if manager.len() > 63 {
+        use sha3::Digest as _;
+        format!(
+            "externalsecrets.external-secrets.io/sha3/{}",
+            hex::encode(sha3::Sha3_224::digest(name.as_bytes()))
+        )
+    } else {
+        manager
+    }
+}
+
+/// The `data` keys this ExternalSecret wrote: through Airlock's server-side apply, or through
+/// ESO's field manager for it before a migration.
+fn applied_data_keys(secret: &Secret, es_name: &str) -> std::collections::HashSet<String> {
+    let eso = eso_field_manager(es_name);
     secret
         .managed_fields()
         .iter()
         .filter(|m| {
-            m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+            (m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply"))
+                || m.manager.as_deref() == Some(eso.as_str())
         })
         .filter_map(|m| m.fields_v1.as_ref()?.0.get("f:data")?.as_object())
         .flat_map(|fields| fields.keys())
@@ -773,8 +845,10 @@ async fn delete_renamed_targets(
     current: &str,
 ) -> Result<(), Error> {
     let namespace = es.namespace().unwrap_or_default();
-    let created_by = hex56(format!("{namespace}/{}", es.name_any()).as_bytes());
-    let selector = format!("{CREATED_BY_LABEL}={created_by}");
+    let selector = format!(
+        "{CREATED_BY_LABEL}={}",
+        created_by(&namespace, &es.name_any())
+    );
     let old = api
         .list_metadata(&kube::api::ListParams::default().labels(&selector))
         .await?;
@@ -1032,6 +1106,19 @@ mod tests {
         store.metadata.generation = Some(2);
         assert_eq!(change(&store), Some(StoreChange::Spec));
         assert_eq!(change(&store), None);
+    }
+
+    #[test]
+    fn esos_field_manager_is_named_as_eso_names_it() {
+        assert_eq!(
+            eso_field_manager("database"),
+            "externalsecrets.external-secrets.io/database"
+        );
+        // Go: fmt.Sprintf("externalsecrets.external-secrets.io/sha3/%x", sha3.Sum224(name)).
+        assert_eq!(
+            eso_field_manager(&"a".repeat(40)),
+            "externalsecrets.external-secrets.io/sha3/6a401f856df4bd20348b18ab3ea9388a9ad151e1eabdbd7c60b76761"
+        );
     }
 
     #[test]

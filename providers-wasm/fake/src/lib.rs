@@ -123,6 +123,20 @@ fn pushed_key(key: &str) -> String {
     format!("pushed/{key}")
 }
 
+/// Each matching key once, with its latest version (the greatest version string, the
+/// unversioned entry counting as the oldest), as ESO's fake provider finds secrets.
+fn latest_versions(data: &[Entry], matches: impl Fn(&str) -> bool) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for entry in data.iter().filter(|e| matches(&e.key)) {
+        match out.iter_mut().find(|(k, _)| *k == entry.key) {
+            Some((_, version)) if *version < entry.version.as_str() => *version = &entry.version,
+            Some(_) => {}
+            None => out.push((&entry.key, &entry.version)),
+        }
+    }
+    out
+}
+
 impl FakeClient {
     fn lookup(&self, key: &str, version: Option<&str>) -> Value {
         if version.is_none()
@@ -170,18 +184,18 @@ impl Client for FakeClient {
         }
         let names = NameMatcher::new(criteria)?;
         let prefix = criteria.path.as_deref().unwrap_or("");
-        let mut out: Vec<SecretEntry> = Vec::new();
-        for entry in self.config.data.iter().filter(|e| e.version.is_empty()) {
-            let matches = entry.key.starts_with(prefix) && names.matches(&entry.key);
-            if matches && !out.iter().any(|o| o.key == entry.key) {
-                let value = self.lookup(&entry.key, None).unwrap_or_default();
-                out.push(SecretEntry {
-                    key: entry.key.clone(),
-                    value,
-                });
-            }
-        }
-        Ok(out)
+        let found = latest_versions(&self.config.data, |key| {
+            key.starts_with(prefix) && names.matches(key)
+        });
+        Ok(found
+            .into_iter()
+            .map(|(key, version)| SecretEntry {
+                key: key.to_string(),
+                value: self
+                    .lookup(key, Some(version).filter(|v| !v.is_empty()))
+                    .unwrap_or_default(),
+            })
+            .collect())
     }
 
     fn push_secret(&self, request: &PushRequest) -> Result<(), Error> {
@@ -225,5 +239,20 @@ mod tests {
             serde_json::from_str(r#"{"data":[{"key":"a","value":"1","version":"v1"}]}"#).unwrap();
         assert_eq!(c.data[0].version, "v1");
         assert!(serde_json::from_str::<Config>(r#"{"datum":[]}"#).is_err());
+    }
+
+    #[test]
+    fn find_returns_each_key_once_at_its_latest_version_as_esos_fake_does() {
+        let c: Config = serde_json::from_str(
+            r#"{"data":[
+                {"key":"a","value":"a0"},
+                {"key":"a","value":"a2","version":"v2"},
+                {"key":"a","value":"a1","version":"v1"},
+                {"key":"only-versioned","value":"o1","version":"v1"},
+                {"key":"other","value":"x"}]}"#,
+        )
+        .unwrap();
+        let found = latest_versions(&c.data, |k| k != "other");
+        assert_eq!(found, [("a", "v2"), ("only-versioned", "v1")]);
     }
 }

@@ -505,6 +505,7 @@ impl Runtime {
             limiter: Limiter {
                 memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
                 memory_exhausted: false,
+                peak_bytes: 0,
             },
             provider,
             store: store_info,
@@ -515,6 +516,7 @@ impl Runtime {
             log_lines: 0,
             panic: None,
             credential_requests: 0,
+            credentials_denied: Default::default(),
             held_logs: Vec::new(),
             redactor: Redactor::default(),
             ticks: 0,
@@ -595,9 +597,10 @@ impl Runtime {
     async fn call<T: Secrets>(
         &self,
         store: &StoreContext,
+        call: &'static str,
         op: impl GuestOp<T>,
     ) -> Result<T, BackendError> {
-        self.call_noting_refusals(store, &[], op)
+        self.call_noting_refusals(store, call, &[], op)
             .await
             .map(|(value, _)| value)
     }
@@ -608,6 +611,7 @@ impl Runtime {
     async fn call_noting_refusals<T: Secrets>(
         &self,
         store: &StoreContext,
+        call: &'static str,
         inputs: &[&[u8]],
         op: impl GuestOp<T>,
     ) -> Result<(T, CallNotes), BackendError> {
@@ -653,6 +657,7 @@ impl Runtime {
         let config_text = &state.config_text;
         let info = store_info_to_wit(&store.info);
         let timeout = provider.grants.limits.call_timeout;
+        let started = std::time::Instant::now();
         let run = async {
             let bindings = provider.pre.instantiate_async(&mut wstore).await?;
             let opened = bindings
@@ -671,6 +676,8 @@ impl Runtime {
             value.each_secret(&mut |bytes| data.redactor.add(bytes));
         }
         data.flush_logs();
+        crate::metrics::global()
+            .sandbox_call(&call_usage(&provider, store, call, started, &outcome, data));
         let answer = match outcome {
             Err(_) => {
                 return Err(RuntimeError::Timeout {
@@ -882,6 +889,41 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
     RuntimeError::Trap { provider, message }
 }
 
+/// What one call used and how it ended, for the sandbox metrics.
+fn call_usage<'a, T>(
+    provider: &'a LoadedProvider,
+    store: &'a StoreContext,
+    call: &'static str,
+    started: std::time::Instant,
+    outcome: &Result<wasmtime::Result<Result<T, wit::Error>>, deadline::Elapsed>,
+    data: &Sandbox,
+) -> crate::metrics::SandboxCall<'a> {
+    let limits = &provider.grants.limits;
+    let trap = match outcome {
+        Err(_) => Some("ProviderTimeout"),
+        Ok(Err(e)) => Some(trap_error(e, data, &provider.grants).reason()),
+        Ok(Ok(_)) => None,
+    };
+    crate::metrics::SandboxCall {
+        provider: &provider.name,
+        store: &store.info,
+        call,
+        elapsed: started.elapsed(),
+        memory_peak: data.limiter.peak_bytes,
+        cpu_ticks: (
+            data.ticks,
+            (limits.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
+        ),
+        credentials: (
+            data.credential_requests,
+            data.credentials_denied
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        ok: matches!(outcome, Ok(Ok(Ok(_)))),
+        trap,
+    }
+}
+
 /// Converts the guest's error, hiding the call's secrets in its text and adding what the
 /// host refused during the call.
 fn provider_error(e: wit::Error, notes: &CallNotes) -> ProviderError {
@@ -962,7 +1004,7 @@ impl Backend for Runtime {
     }
 
     async fn validate(&self, store: &StoreContext) -> Result<Validation, BackendError> {
-        self.call(store, async |s, b, c| {
+        self.call(store, "validate", async |s, b, c| {
             let r = b
                 .airlock_provider_secrets()
                 .client()
@@ -983,7 +1025,7 @@ impl Backend for Runtime {
     ) -> Result<Vec<GetResult>, BackendError> {
         let wit_refs: Vec<wit::RemoteRef> = refs.iter().map(remote_ref_to_wit).collect();
         let (results, notes) = self
-            .call_noting_refusals(store, &[], async |s, b, c| {
+            .call_noting_refusals(store, "get-secrets", &[], async |s, b, c| {
                 let r = b
                     .airlock_provider_secrets()
                     .client()
@@ -1018,7 +1060,7 @@ impl Backend for Runtime {
         reference: &RemoteRef,
     ) -> Result<Option<SecretMap>, BackendError> {
         let r = remote_ref_to_wit(reference);
-        self.call(store, async |s, b, c| {
+        self.call(store, "get-secret-map", async |s, b, c| {
             let out = b
                 .airlock_provider_secrets()
                 .client()
@@ -1043,7 +1085,7 @@ impl Backend for Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        self.call(store, async |s, b, c| {
+        self.call(store, "get-all-secrets", async |s, b, c| {
             let out = b
                 .airlock_provider_secrets()
                 .client()
@@ -1064,12 +1106,17 @@ impl Backend for Runtime {
             value: request.value.expose().to_vec(),
             metadata: request.metadata.as_ref().map(|m| m.to_string()),
         };
-        self.call_noting_refusals(store, &[request.value.expose()], async |s, b, c| {
-            b.airlock_provider_secrets()
-                .client()
-                .call_push_secret(s, c, &req)
-                .await
-        })
+        self.call_noting_refusals(
+            store,
+            "push-secret",
+            &[request.value.expose()],
+            async |s, b, c| {
+                b.airlock_provider_secrets()
+                    .client()
+                    .call_push_secret(s, c, &req)
+                    .await
+            },
+        )
         .await
         .map(|((), _)| ())
     }
@@ -1080,7 +1127,7 @@ impl Backend for Runtime {
         reference: &PushRef,
     ) -> Result<(), BackendError> {
         let r = push_ref_to_wit(reference);
-        self.call(store, async |s, b, c| {
+        self.call(store, "delete-secret", async |s, b, c| {
             b.airlock_provider_secrets()
                 .client()
                 .call_delete_secret(s, c, &r)
@@ -1095,7 +1142,7 @@ impl Backend for Runtime {
         reference: &PushRef,
     ) -> Result<bool, BackendError> {
         let r = push_ref_to_wit(reference);
-        self.call(store, async |s, b, c| {
+        self.call(store, "secret-exists", async |s, b, c| {
             b.airlock_provider_secrets()
                 .client()
                 .call_secret_exists(s, c, &r)

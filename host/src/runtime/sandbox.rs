@@ -48,6 +48,8 @@ pub struct Sandbox {
     pub(super) panic: Option<String>,
     /// Credential requests made so far in this call.
     pub(super) credential_requests: u32,
+    /// Those the store's configuration refused.
+    pub(super) credentials_denied: std::sync::atomic::AtomicU32,
     /// Guest log lines, written when the call ends (see [`Redactor`]).
     pub(super) held_logs: Vec<(log::Level, String)>,
     /// The secret bytes this call touched.
@@ -92,6 +94,8 @@ impl WasiHttpView for Sandbox {
 pub struct Limiter {
     pub(super) memory_bytes: usize,
     pub(super) memory_exhausted: bool,
+    /// The largest linear memory granted so far, in bytes.
+    pub(super) peak_bytes: usize,
 }
 
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -107,6 +111,7 @@ impl ResourceLimiter for Limiter {
             self.memory_exhausted = true;
             return Ok(false);
         }
+        self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
 
@@ -225,6 +230,15 @@ fn denied_log(provider: &str, e: &CredentialError) {
 }
 
 impl Sandbox {
+    /// Logs and counts a refused credential request.
+    fn denied(&self, e: &CredentialError) {
+        if matches!(e, CredentialError::Denied(_)) {
+            self.credentials_denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        denied_log(&self.provider, e);
+    }
+
     /// Counts one credential request, refusing those past [`MAX_CREDENTIAL_REQUESTS`].
     fn count_credential_request(&mut self) -> Result<(), credentials::CredentialError> {
         self.credential_requests += 1;
@@ -233,7 +247,7 @@ impl Sandbox {
                 "more than {MAX_CREDENTIAL_REQUESTS} credential requests in one call \
                  (each is a Kubernetes API request)"
             ));
-            denied_log(&self.provider, &e);
+            self.denied(&e);
             return Err(to_wit(e));
         }
         Ok(())
@@ -246,7 +260,7 @@ impl Sandbox {
     ) -> Result<String, credentials::CredentialError> {
         self.policy
             .check_account(&selector.name, selector.namespace.as_deref())
-            .inspect_err(|e| denied_log(&self.provider, e))
+            .inspect_err(|e| self.denied(e))
             .map_err(to_wit)
     }
 }
@@ -266,7 +280,7 @@ impl credentials::Host for Sandbox {
                 selector.namespace.as_deref(),
                 false,
             )
-            .inspect_err(|e| denied_log(&self.provider, e))
+            .inspect_err(|e| self.denied(e))
             .map_err(to_wit)?;
         let source = self.credentials.clone();
         let value = source
@@ -290,7 +304,7 @@ impl credentials::Host for Sandbox {
                 selector.namespace.as_deref(),
                 true,
             )
-            .inspect_err(|e| denied_log(&self.provider, e))
+            .inspect_err(|e| self.denied(e))
             .map_err(to_wit)?;
         let source = self.credentials.clone();
         source
@@ -312,7 +326,7 @@ impl credentials::Host for Sandbox {
                 selector.namespace.as_deref(),
                 &selector.audiences,
             )
-            .inspect_err(|e| denied_log(&self.provider, e))
+            .inspect_err(|e| self.denied(e))
             .map_err(to_wit)?;
         let (source, tokens) = (self.credentials.clone(), self.tokens.clone());
         let token = tokens
@@ -348,7 +362,7 @@ impl credentials::Host for Sandbox {
         use secrecy::ExposeSecret;
         self.policy
             .check_operator_token(&self.provider, &audiences)
-            .inspect_err(|e| denied_log(&self.provider, e))
+            .inspect_err(|e| self.denied(e))
             .map_err(to_wit)?;
         let source = self.credentials.clone();
         let token = source.operator_token(&audiences).await.map_err(to_wit)?;

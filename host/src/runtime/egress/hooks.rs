@@ -107,13 +107,14 @@ impl WasiHttpHooks for EgressHooks {
             "{scheme}://{host}:{}",
             port.map_or("?".into(), |p| p.to_string())
         );
-        let granted = port.is_some_and(|port| {
+        let granted = port.and_then(|port| {
             self.patterns
                 .iter()
-                .any(|p| p.matches(&scheme, &host, port))
+                .find(|p| p.matches(&scheme, &host, port))
         });
+        crate::metrics::global().egress(&self.provider, granted.map(|p| p as _));
         let client = match (&self.client, granted) {
-            (Some(client), true) => client.clone(),
+            (Some(client), Some(_)) => client.clone(),
             _ => {
                 record(
                     &self.refusals,

@@ -739,7 +739,10 @@ impl Metrics {
             {
                 continue;
             }
-            let total: f64 = running.iter().map(Duration::as_secs_f64).sum();
+            let total = running
+                .iter()
+                .map(Duration::as_secs_f64)
+                .fold(0.0, |a, b| a + b);
             let longest = running.iter().max().map_or(0.0, Duration::as_secs_f64);
             self.unfinished.set(&[name, name], total);
             self.longest.set(&[name, name], longest);

@@ -712,6 +712,11 @@ struct CallNotes {
 trait Secrets {
     /// Calls `f` with each secret value.
     fn each_secret(&self, _f: &mut dyn FnMut(&[u8])) {}
+
+    /// Whether a result that carries its own errors (a batched get) holds one.
+    fn has_error(&self) -> bool {
+        false
+    }
 }
 
 impl Secrets for () {}
@@ -739,6 +744,10 @@ impl Secrets for Vec<Result<Option<Vec<u8>>, wit::Error>> {
         for value in self.iter().flatten().flatten() {
             f(value);
         }
+    }
+
+    fn has_error(&self) -> bool {
+        self.iter().any(Result::is_err)
     }
 }
 
@@ -890,7 +899,7 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
 }
 
 /// What one call used and how it ended, for the sandbox metrics.
-fn call_usage<'a, T>(
+fn call_usage<'a, T: Secrets>(
     provider: &'a LoadedProvider,
     store: &'a StoreContext,
     call: &'static str,
@@ -919,7 +928,7 @@ fn call_usage<'a, T>(
             data.credentials_denied
                 .load(std::sync::atomic::Ordering::Relaxed),
         ),
-        ok: matches!(outcome, Ok(Ok(Ok(_)))),
+        ok: matches!(outcome, Ok(Ok(Ok(value))) if !value.has_error()),
         trap,
     }
 }

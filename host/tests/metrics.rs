@@ -8,7 +8,6 @@ mod cluster;
 use cluster::{apply, eventually, install_crds};
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use airlock::crd::{ExternalSecret, Provider, SecretStore};
 use airlock_testenv::ControlPlane;
@@ -92,21 +91,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 /// Like [`value`], failing with the whole scrape when the series is missing.
 fn must(samples: &[Sample], text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     value(samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
-}
-
-fn promtool() -> PathBuf {
-    let cache = std::env::var_os("AIRLOCK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/airlock")
-        });
-    let path = cache.join("bin/promtool");
-    assert!(
-        path.is_file(),
-        "promtool is missing at {}: run tests/scripts/tools.sh (make setup) to install it",
-        path.display()
-    );
-    path
 }
 
 /// A free port on 127.0.0.1 for the operator's metrics endpoint.
@@ -548,7 +532,7 @@ async fn no_label_value_holds_secret_bytes_or_key_names() {
 /// ESO's own names cause (dashboards and alerts depend on those names, so they stay).
 fn promtool_check(text: &str) {
     use std::io::Write as _;
-    let mut child = std::process::Command::new(promtool())
+    let mut child = std::process::Command::new(airlock_testenv::tools::promtool())
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

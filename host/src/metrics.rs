@@ -542,7 +542,7 @@ impl Default for Metrics {
                 "airlock_sandbox_egress_requests_total",
                 Counter,
                 &["provider", "pattern", "result"],
-                "Outbound requests of guests, by the granted pattern that allowed them (pattern=\"none\" when refused)",
+                "Outbound requests of guests by the granted pattern that let them through (allowed; address_refused when the host then refused the address it resolved to), or denied with pattern=\"none\"",
             ),
             credentials: Family::new(
                 "airlock_sandbox_credential_requests_total",
@@ -698,6 +698,20 @@ impl Metrics {
                 .egress
                 .inc(&[provider, &pattern.to_string(), "allowed"]),
             None => self.egress.inc(&[provider, "none", "denied"]),
+        }
+    }
+
+    /// Records a request a pattern let through but the host then refused to connect: its
+    /// address is private, loopback, link-local or metadata and not granted.
+    pub fn egress_refused(
+        &self,
+        provider: &str,
+        pattern: &Option<String>,
+        error: &wasmtime_wasi_http::Error,
+    ) {
+        if matches!(error, wasmtime_wasi_http::Error::DestinationIpProhibited) {
+            let pattern = pattern.as_deref().unwrap_or("none");
+            self.egress.inc(&[provider, pattern, "address_refused"]);
         }
     }
 

@@ -830,6 +830,29 @@ async fn sandbox_metrics_name_the_granted_pattern_the_trap_reason_and_the_creden
         "{text}"
     );
 
+    // A granted name resolving to the metadata address: the pattern let it through, the
+    // host refused the address.
+    let config = EngineConfig {
+        cache_dir: Some(common::cache_dir()),
+        ..Default::default()
+    };
+    let creds: Credentials = Arc::new(StaticCredentials::default());
+    let rt = Runtime::with_resolver(&config, creds, Arc::new(MetadataResolver)).unwrap();
+    let refused = "http://metrics-refused.example.com";
+    let s = hostile(&rt, grants(&[refused.into()])).await;
+    get(&rt, &s, &format!("http:{refused}/latest"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        metric(
+            "airlock_sandbox_egress_requests_total",
+            &format!("provider=\"hostile\",pattern=\"{refused}\",result=\"address_refused\"")
+        ),
+        Some(1.0),
+        "{}",
+        airlock::metrics::global().render()
+    );
+
     let limits = Limits {
         cpu_time: Duration::from_millis(200),
         memory_bytes: 32 << 20,

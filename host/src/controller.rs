@@ -358,9 +358,11 @@ where
     }
 }
 
-/// The controller settings shared by all controllers.
-pub(crate) fn controller_config<B>(ctx: &Context<B>) -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency)
+/// The controller settings shared by all controllers. The concurrency limit is kept by
+/// [`crate::metrics::instrument`] instead of kube-rs, so that reconciles waiting for a
+/// worker show as the workqueue's depth.
+pub(crate) fn controller_config<B>(_ctx: &Context<B>) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(0)
 }
 
 /// Now as a Kubernetes time.
@@ -393,13 +395,22 @@ pub(crate) fn find_ready(conditions: Option<&[Condition]>) -> Option<&Condition>
     conditions?.iter().find(|c| c.type_ == CONDITION_READY)
 }
 
-/// Logs the end of a reconcile stream item.
-pub(crate) fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(
+/// Logs the end of a reconcile stream item, and drops the metrics of an object that is gone.
+pub(crate) fn log_result<T: std::fmt::Debug, E, Q>(
     controller: &'static str,
-    result: Result<T, E>,
-) {
+    result: Result<T, kube::runtime::controller::Error<E, Q>>,
+) where
+    E: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
     match result {
         Ok(o) => tracing::debug!(controller, object = ?o, "reconciled"),
+        Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+            if let Some(kind) = crate::metrics::Kind::from_controller(controller) {
+                let namespace = gone.namespace.as_deref().unwrap_or_default();
+                crate::metrics::global().forget(kind, namespace, &gone.name);
+            }
+        }
         Err(e) => tracing::debug!(controller, error = %e, "reconcile failed"),
     }
 }

@@ -597,6 +597,7 @@ impl Runtime {
             credential_requests: 0,
             denials_logged: 0,
             cache_refused: false,
+            credentials_denied: Default::default(),
             held_logs: Vec::new(),
             redactor: Redactor::default(),
             ticks: 0,
@@ -677,9 +678,10 @@ impl Runtime {
     async fn call<T: Secrets>(
         &self,
         store: &StoreContext,
+        call: &'static str,
         op: impl GuestOp<T>,
     ) -> Result<T, BackendError> {
-        self.call_noting_refusals(store, &[], op)
+        self.call_noting_refusals(store, call, &[], op)
             .await
             .map(|(value, _)| value)
     }
@@ -690,6 +692,7 @@ impl Runtime {
     async fn call_noting_refusals<T: Secrets>(
         &self,
         store: &StoreContext,
+        call: &'static str,
         inputs: &[&[u8]],
         op: impl GuestOp<T>,
     ) -> Result<(T, CallNotes), BackendError> {
@@ -736,6 +739,7 @@ impl Runtime {
         let config_text = &state.config_text;
         let info = store_info_to_wit(&store.info);
         let timeout = provider.grants.limits.call_timeout;
+        let started = std::time::Instant::now();
         let run = async {
             let bindings = provider.pre.instantiate_async(&mut wstore).await?;
             let opened = bindings
@@ -754,6 +758,8 @@ impl Runtime {
             value.each_secret(&mut |bytes| data.redactor.add(bytes));
         }
         data.flush_logs();
+        crate::metrics::global()
+            .sandbox_call(&call_usage(&provider, store, call, started, &outcome, data));
         let answer = match outcome {
             Err(_) => {
                 return Err(RuntimeError::Timeout {
@@ -788,6 +794,11 @@ struct CallNotes {
 trait Secrets {
     /// Calls `f` with each secret value.
     fn each_secret(&self, _f: &mut dyn FnMut(&[u8])) {}
+
+    /// Whether a result that carries its own errors (a batched get) holds one.
+    fn has_error(&self) -> bool {
+        false
+    }
 }
 
 impl Secrets for () {}
@@ -815,6 +826,10 @@ impl Secrets for Vec<Result<Option<Vec<u8>>, wit::Error>> {
         for value in self.iter().flatten().flatten() {
             f(value);
         }
+    }
+
+    fn has_error(&self) -> bool {
+        self.iter().any(Result::is_err)
     }
 }
 
@@ -965,6 +980,41 @@ fn trap_error(e: &wasmtime::Error, data: &Sandbox, grants: &Grants) -> RuntimeEr
     RuntimeError::Trap { provider, message }
 }
 
+/// What one call used and how it ended, for the sandbox metrics.
+fn call_usage<'a, T: Secrets>(
+    provider: &'a LoadedProvider,
+    store: &'a StoreContext,
+    call: &'static str,
+    started: std::time::Instant,
+    outcome: &Result<wasmtime::Result<Result<T, wit::Error>>, deadline::Elapsed>,
+    data: &Sandbox,
+) -> crate::metrics::SandboxCall<'a> {
+    let limits = &provider.grants.limits;
+    let trap = match outcome {
+        Err(_) => Some("ProviderTimeout"),
+        Ok(Err(e)) => Some(trap_error(e, data, &provider.grants).reason()),
+        Ok(Ok(_)) => None,
+    };
+    crate::metrics::SandboxCall {
+        provider: &provider.name,
+        store: &store.info,
+        call,
+        elapsed: started.elapsed(),
+        memory_peak: data.limiter.peak_bytes,
+        cpu_ticks: (
+            data.ticks,
+            (limits.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
+        ),
+        credentials: (
+            data.credential_requests,
+            data.credentials_denied
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        ok: matches!(outcome, Ok(Ok(Ok(value))) if !value.has_error()),
+        trap,
+    }
+}
+
 /// Converts the guest's error, hiding the call's secrets in its text and adding what the
 /// host refused during the call.
 fn provider_error(e: wit::Error, notes: &CallNotes) -> ProviderError {
@@ -1045,7 +1095,7 @@ impl Backend for Runtime {
     }
 
     async fn validate(&self, store: &StoreContext) -> Result<Validation, BackendError> {
-        self.call(store, async |s, b, c| {
+        self.call(store, "validate", async |s, b, c| {
             let r = b
                 .airlock_provider_secrets()
                 .client()
@@ -1066,7 +1116,7 @@ impl Backend for Runtime {
     ) -> Result<Vec<GetResult>, BackendError> {
         let wit_refs: Vec<wit::RemoteRef> = refs.iter().map(remote_ref_to_wit).collect();
         let (results, notes) = self
-            .call_noting_refusals(store, &[], async |s, b, c| {
+            .call_noting_refusals(store, "get-secrets", &[], async |s, b, c| {
                 let r = b
                     .airlock_provider_secrets()
                     .client()
@@ -1101,7 +1151,7 @@ impl Backend for Runtime {
         reference: &RemoteRef,
     ) -> Result<Option<SecretMap>, BackendError> {
         let r = remote_ref_to_wit(reference);
-        self.call(store, async |s, b, c| {
+        self.call(store, "get-secret-map", async |s, b, c| {
             let out = b
                 .airlock_provider_secrets()
                 .client()
@@ -1126,7 +1176,7 @@ impl Backend for Runtime {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        self.call(store, async |s, b, c| {
+        self.call(store, "get-all-secrets", async |s, b, c| {
             let out = b
                 .airlock_provider_secrets()
                 .client()
@@ -1147,12 +1197,17 @@ impl Backend for Runtime {
             value: request.value.expose().to_vec(),
             metadata: request.metadata.as_ref().map(|m| m.to_string()),
         };
-        self.call_noting_refusals(store, &[request.value.expose()], async |s, b, c| {
-            b.airlock_provider_secrets()
-                .client()
-                .call_push_secret(s, c, &req)
-                .await
-        })
+        self.call_noting_refusals(
+            store,
+            "push-secret",
+            &[request.value.expose()],
+            async |s, b, c| {
+                b.airlock_provider_secrets()
+                    .client()
+                    .call_push_secret(s, c, &req)
+                    .await
+            },
+        )
         .await
         .map(|((), _)| ())
     }
@@ -1163,7 +1218,7 @@ impl Backend for Runtime {
         reference: &PushRef,
     ) -> Result<(), BackendError> {
         let r = push_ref_to_wit(reference);
-        self.call(store, async |s, b, c| {
+        self.call(store, "delete-secret", async |s, b, c| {
             b.airlock_provider_secrets()
                 .client()
                 .call_delete_secret(s, c, &r)
@@ -1178,7 +1233,7 @@ impl Backend for Runtime {
         reference: &PushRef,
     ) -> Result<bool, BackendError> {
         let r = push_ref_to_wit(reference);
-        self.call(store, async |s, b, c| {
+        self.call(store, "secret-exists", async |s, b, c| {
             b.airlock_provider_secrets()
                 .client()
                 .call_secret_exists(s, c, &r)

@@ -150,7 +150,7 @@ fn helm_lint_and_template_are_clean() {
     // Every optional part switched on renders too.
     let all_on = render(&[
         "--set",
-        "leaderElect=true,replicaCount=2,networkPolicy.enabled=true,serviceMonitor.enabled=true",
+        "leaderElect=true,replicaCount=2,networkPolicy.enabled=true,serviceMonitor.enabled=true,grafanaDashboard.enabled=true,prometheusRule.enabled=true",
         "--set",
         "scopedNamespace=team-a,controllerClass=blue",
         "--set-json",
@@ -166,6 +166,7 @@ fn helm_lint_and_template_are_clean() {
         "Service",
         "ServiceMonitor",
         "NetworkPolicy",
+        "PrometheusRule",
     ] {
         one(&all_on, kind);
     }
@@ -787,4 +788,168 @@ async fn the_operator_with_exactly_the_charts_rbac_syncs_external_secrets() {
         "the ClusterExternalSecret provisioned {ns}"
     );
     operator.abort();
+}
+
+// Issue 26 (observability): the dashboard and the alert rules.
+
+/// The series `/metrics` serves: every family the operator declares, with a histogram's
+/// `_bucket`, `_sum` and `_count`.
+fn exported_series() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in airlock::metrics::Metrics::default().render().lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        names.insert(name.to_string());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// The metric names a PromQL expression reads: its identifiers once strings, label
+/// matchers, ranges and `by (...)` groupings are cut out, minus functions and keywords.
+fn series_in(expr: &str) -> BTreeSet<String> {
+    let cut =
+        regex::Regex::new(r#""[^"]*"|\{[^}]*\}|\[[^\]]*\]|\b(by|without|on|ignoring)\s*\([^)]*\)"#)
+            .expect("regex");
+    let bare = cut.replace_all(expr, " ");
+    let word = regex::Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*\s*\(?").expect("regex");
+    word.find_iter(&bare)
+        .map(|m| m.as_str())
+        .filter(|w| !w.ends_with('('))
+        .map(str::trim)
+        .filter(|w| !matches!(*w, "and" | "or" | "unless" | "bool" | "offset"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_grafana_dashboard_and_alert_rules_read_only_series_the_operator_exports() {
+    let docs = render(&[
+        "--set",
+        "grafanaDashboard.enabled=true,prometheusRule.enabled=true",
+    ]);
+    let exported = exported_series();
+    let maps = of_kind(&docs, "ConfigMap");
+    let cm = maps
+        .iter()
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-dashboard"))
+        })
+        .expect("the dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(cm["data"]["airlock.json"].as_str().expect("airlock.json"))
+            .expect("the dashboard is JSON");
+    // Grafana's dashboard model: what it needs to load it.
+    assert_eq!(dashboard["uid"], "airlock-operator");
+    assert!(dashboard["title"].is_string());
+    assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .map(|v| v["name"].as_str().expect("a variable name"))
+        .collect();
+    assert!(variables.contains(&"datasource"), "{variables:?}");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut cells = BTreeSet::new();
+    let mut read = BTreeSet::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("a panel title");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("a panel id")),
+            "duplicate id: {title}"
+        );
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_u64().expect("x"),
+            g["y"].as_u64().expect("y"),
+            g["w"].as_u64().expect("w"),
+            g["h"].as_u64().expect("h"),
+        );
+        assert!(x + w <= 24 && w > 0 && h > 0, "{title} {g}");
+        for cx in x..x + w {
+            for cy in y..y + h {
+                assert!(cells.insert((cx, cy)), "{title} overlaps another panel");
+            }
+        }
+        if p["type"] == "row" {
+            continue;
+        }
+        assert!(
+            ["gauge", "stat", "timeseries", "table"].contains(&p["type"].as_str().unwrap_or("")),
+            "{title}: {}",
+            p["type"]
+        );
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title} has no query");
+        for t in targets {
+            let expr = t["expr"].as_str().expect("a PromQL expr");
+            for name in series_in(expr) {
+                assert!(
+                    exported.contains(&name),
+                    "{title} reads {name}, which /metrics does not serve"
+                );
+                read.insert(name);
+            }
+        }
+    }
+    // ESO's panels and the sandbox's.
+    for name in [
+        "controller_runtime_reconcile_total",
+        "controller_runtime_reconcile_time_seconds_bucket",
+        "workqueue_depth",
+        "externalsecret_status_condition",
+        "externalsecret_sync_calls_error",
+        "externalsecret_provider_api_calls_count",
+        "airlock_sandbox_calls_total",
+        "airlock_sandbox_egress_requests_total",
+        "airlock_sandbox_traps_total",
+        "airlock_sandbox_memory_peak_bytes_bucket",
+        "airlock_sandbox_cpu_budget_used_ratio_bucket",
+        "airlock_sandbox_credential_requests_total",
+        "airlock_secret_reads_total",
+    ] {
+        assert!(read.contains(name), "no panel reads {name}");
+    }
+
+    // The alert rules: promtool checks their PromQL, and they read real series.
+    let rule = one(&docs, "PrometheusRule");
+    let groups = &rule["spec"];
+    let mut alerts = BTreeSet::new();
+    for r in groups["groups"][0]["rules"].as_array().expect("rules") {
+        alerts.insert(r["alert"].as_str().expect("an alert").to_string());
+        for name in series_in(r["expr"].as_str().expect("expr")) {
+            assert!(exported.contains(&name), "{} reads {name}", r["alert"]);
+        }
+    }
+    for alert in [
+        "AirlockExternalSecretSyncErrors",
+        "AirlockEgressDenied",
+        "AirlockProviderTraps",
+    ] {
+        assert!(alerts.contains(alert), "{alerts:?}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(&file, serde_yaml::to_string(groups).expect("YAML")).expect("write rules");
+    let out = Command::new(airlock_testenv::tools::promtool())
+        .args([OsStr::new("check"), OsStr::new("rules"), file.as_os_str()])
+        .output()
+        .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -955,3 +955,144 @@ async fn a_credential_flood_logs_one_denial_and_long_names_are_cut() {
         "a denial quotes the whole name"
     );
 }
+
+// Issue 26 (observability): the sandbox's metrics. Tests in this binary share the process's
+// metrics, so each series here is told apart by a store name or a pattern of its own.
+
+/// The value of the series `name{labels}` (labels written exactly as rendered).
+fn metric(name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    airlock::metrics::global().render().lines().find_map(|l| {
+        l.strip_prefix(&prefix)
+            .map(|v| v.parse().expect("a number"))
+    })
+}
+
+#[tokio::test]
+async fn sandbox_metrics_name_the_granted_pattern_the_trap_reason_and_the_credential_verdict() {
+    let server = serve().await;
+    let pattern = format!("http://127.0.0.1:{}", server.port);
+    let rt = common::runtime();
+    install(
+        &rt,
+        "hostile",
+        airlock_test_artifacts::HOSTILE,
+        grants(std::slice::from_ref(&pattern)),
+    )
+    .await;
+    let s = store("hostile", "metrics-egress", json!({}));
+    get(
+        &rt,
+        &s,
+        &format!("http:{}", server.url("/guest-chosen-path")),
+    )
+    .await
+    .unwrap();
+    let text = airlock::metrics::global().render();
+    assert_eq!(
+        metric(
+            "airlock_sandbox_egress_requests_total",
+            &format!("provider=\"hostile\",pattern=\"{pattern}\",result=\"allowed\"")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(!text.contains("guest-chosen-path"), "{text}");
+    let store_labels = |store: &str| {
+        format!(
+            "provider=\"hostile\",store_kind=\"SecretStore\",store_namespace=\"team-a\",store=\"{store}\""
+        )
+    };
+    assert_eq!(
+        metric(
+            "airlock_sandbox_calls_total",
+            &format!(
+                "{},call=\"get-secrets\",result=\"success\"",
+                store_labels("metrics-egress")
+            )
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            "airlock_sandbox_memory_peak_bytes_sum",
+            &store_labels("metrics-egress")
+        )
+        .is_some_and(|peak| peak > 0.0),
+        "{text}"
+    );
+
+    // A granted name resolving to the metadata address: the pattern let it through, the
+    // host refused the address.
+    let config = EngineConfig {
+        cache_dir: Some(common::cache_dir()),
+        ..Default::default()
+    };
+    let creds: Credentials = Arc::new(StaticCredentials::default());
+    let rt = Runtime::with_resolver(&config, creds, Arc::new(MetadataResolver)).unwrap();
+    let refused = "http://metrics-refused.example.com";
+    let s = hostile(&rt, grants(&[refused.into()])).await;
+    get(&rt, &s, &format!("http:{refused}/latest"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        metric(
+            "airlock_sandbox_egress_requests_total",
+            &format!("provider=\"hostile\",pattern=\"{refused}\",result=\"address_refused\"")
+        ),
+        Some(1.0),
+        "{}",
+        airlock::metrics::global().render()
+    );
+
+    let limits = Limits {
+        cpu_time: Duration::from_millis(200),
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    let rt = common::runtime();
+    hostile(&rt, Grants::parse(&[], &[], limits).unwrap()).await;
+    for (name, attack, reason) in [
+        ("metrics-cpu", "spin", "ProviderCPUDeadlineExceeded"),
+        ("metrics-memory", "alloc", "ProviderMemoryLimitExceeded"),
+    ] {
+        let s = store("hostile", name, json!({}));
+        get(&rt, &s, attack).await.unwrap_err();
+        assert_eq!(
+            metric(
+                "airlock_sandbox_traps_total",
+                &format!("{},reason=\"{reason}\"", store_labels(name))
+            ),
+            Some(1.0),
+            "{}",
+            airlock::metrics::global().render()
+        );
+    }
+    // The spinning call used its whole CPU budget.
+    assert_eq!(
+        metric(
+            "airlock_sandbox_cpu_budget_used_ratio_sum",
+            &store_labels("metrics-cpu")
+        ),
+        Some(1.0)
+    );
+
+    let creds = StaticCredentials::default()
+        .with_secret("team-a", "db", "password", b"hunter2")
+        .with_secret("team-a", "db", "admin-password", b"root!");
+    let (rt, s) = hostile_reading_db_password(creds, "metrics-creds").await;
+    get(&rt, &s, "secret:db/password").await.unwrap();
+    get(&rt, &s, "secret:db/admin-password").await.unwrap_err();
+    for (result, n) in [("allowed", 1.0), ("denied", 1.0)] {
+        assert_eq!(
+            metric(
+                "airlock_sandbox_credential_requests_total",
+                &format!("{},result=\"{result}\"", store_labels("metrics-creds"))
+            ),
+            Some(n),
+            "{}",
+            airlock::metrics::global().render()
+        );
+    }
+}

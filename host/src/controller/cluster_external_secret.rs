@@ -75,7 +75,15 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
         .reconcile_all_on(owned_changes(external_secrets))
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::metrics::instrument(
+                crate::metrics::Kind::ClusterExternalSecret,
+                ctx.config.concurrency,
+                reconcile,
+            ),
+            error_policy,
+            ctx,
+        )
         .for_each(|r| async move { log_result("clusterexternalsecret", r) })
         .await;
 }
@@ -350,6 +358,12 @@ async fn reconcile<B: ModuleHost>(
             "one or more namespaces failed",
         )
     };
+    crate::metrics::global().condition(
+        crate::metrics::Kind::ClusterExternalSecret,
+        "",
+        &ces_name,
+        &condition,
+    );
     let failures_changed = !status.failed_namespaces.iter().flatten().eq(failed.iter());
     let patch = json!({"status": {
         "externalSecretName": es_name,

@@ -135,7 +135,15 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
         .watches(cluster_stores, watcher::Config::default(), on_cluster_store)
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::metrics::instrument(
+                crate::metrics::Kind::ExternalSecret,
+                ctx.config.concurrency,
+                reconcile,
+            ),
+            error_policy,
+            ctx,
+        )
         .for_each(|r| async move { log_result("externalsecret", r) })
         .await;
 }

@@ -109,7 +109,15 @@ pub async fn run<B: ModuleHost>(ctx: Arc<Context<B>>) {
     let controller = Controller::new(api, watcher::Config::default())
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::metrics::instrument(
+                crate::metrics::Kind::Provider,
+                ctx.config.concurrency,
+                reconcile,
+            ),
+            error_policy,
+            ctx,
+        )
         .for_each(|r| async move { log_result("provider", r) });
     tokio::select! {
         () = controller => {}

@@ -368,7 +368,15 @@ async fn run<S: StoreResource, B: ModuleHost>(ctx: Arc<Context<B>>) {
         })
         .with_config(super::controller_config(&ctx))
         .shutdown_on_signal()
-        .run(reconcile::<S, B>, error_policy::<S, B>, ctx)
+        .run(
+            crate::metrics::instrument(
+                crate::metrics::Kind::of_store(S::KIND),
+                ctx.config.concurrency,
+                reconcile::<S, B>,
+            ),
+            error_policy::<S, B>,
+            ctx,
+        )
         .for_each(|r| async move { log_result(kind_name(S::KIND), r) })
         .await;
 }
@@ -447,6 +455,12 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
             None,
         ),
     };
+    crate::metrics::global().condition(
+        crate::metrics::Kind::of_store(S::KIND),
+        &namespace,
+        &name,
+        &condition,
+    );
     let old = find_ready(previous);
     let transitioned = old.map(|c| (c.status, c.message.clone()))
         != Some((condition.status, condition.message.clone()));

@@ -52,6 +52,8 @@ pub struct Sandbox {
     pub(super) denials_logged: u32,
     /// Whether the cache refused an entry in this call (the first refusal is logged).
     pub(super) cache_refused: bool,
+    /// Credential requests the store's configuration refused in this call (a metric).
+    pub(super) credentials_denied: std::sync::atomic::AtomicU32,
     /// Guest log lines, written when the call ends (see [`Redactor`]).
     pub(super) held_logs: Vec<(log::Level, String)>,
     /// The secret bytes this call touched.
@@ -104,6 +106,8 @@ pub struct Limiter {
     pub(super) memory_used: usize,
     /// The last growth allowed, taken back if it then fails.
     pub(super) last_growth: usize,
+    /// The most bytes the instance's memories held at once (a metric).
+    pub(super) peak_bytes: usize,
 }
 
 impl Limiter {
@@ -114,6 +118,7 @@ impl Limiter {
             memory_exhausted: false,
             memory_used: 0,
             last_growth: 0,
+            peak_bytes: 0,
         }
     }
 }
@@ -132,6 +137,7 @@ impl ResourceLimiter for Limiter {
             Some(total) if total <= self.memory_bytes => {
                 self.memory_used = total;
                 self.last_growth = growth;
+                self.peak_bytes = self.peak_bytes.max(total);
                 Ok(true)
             }
             _ => {
@@ -288,6 +294,7 @@ impl Sandbox {
         let CredentialError::Denied(m) = e else {
             return;
         };
+        self.count_denied();
         self.denials_logged += 1;
         if self.denials_logged > MAX_DENIALS_LOGGED {
             return;
@@ -295,6 +302,12 @@ impl Sandbox {
         let m = self.redactor.redact_cut(m.clone(), MAX_DENIAL_LOG);
         let provider = &*self.provider;
         tracing::warn!(target: "airlock::credentials", provider, "credential request denied: {m}");
+    }
+
+    /// Counts one refused credential request for the metrics.
+    fn count_denied(&self) {
+        self.credentials_denied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `result` with its denial logged.
@@ -316,6 +329,8 @@ impl Sandbox {
             // The first request past the bound is logged; the flood after it is not.
             if self.credential_requests == MAX_CREDENTIAL_REQUESTS + 1 {
                 self.denied_log(&e);
+            } else {
+                self.count_denied();
             }
             return Err(to_wit(e));
         }

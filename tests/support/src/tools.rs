@@ -1,6 +1,6 @@
 //! Paths of the test servers and tools that `tests/scripts/tools.sh` (`make setup`) installs
-//! under `$AIRLOCK_CACHE`: the Python venv (moto, OpenBao, oras), Helm and the Debian
-//! `docker-registry`. A missing tool is a loud test failure that says how to install it,
+//! under `$AIRLOCK_CACHE`: the Python venv (moto, OpenBao, oras), Helm, promtool and the
+//! Debian `docker-registry`. A missing tool is a loud test failure that says how to install it,
 //! never a skipped test.
 
 use std::path::PathBuf;
@@ -47,6 +47,11 @@ pub fn bao() -> PathBuf {
 /// Helm, built from the Go module proxy.
 pub fn helm() -> PathBuf {
     require(cache_dir().join("bin/helm"), "helm")
+}
+
+/// Prometheus's `promtool`, unpacked from Debian's `prometheus` package.
+pub fn promtool() -> PathBuf {
+    require(cache_dir().join("bin/promtool"), "promtool")
 }
 
 /// The CNCF distribution registry from Debian's `docker-registry` package.

@@ -102,6 +102,7 @@ impl Coalescer {
     ) -> Result<Vec<GetResult>, BackendError> {
         let max_age = max_age.min(self.cap);
         if max_age.is_zero() {
+            crate::metrics::global().reads(&store.provider, &store.info, refs.len(), 0);
             return backend.get_secrets(store, refs).await;
         }
         let prefix = store_identity(store);
@@ -195,6 +196,13 @@ impl Coalescer {
                 results[i] = Some(result);
             }
         }
+        let backend_reads = mine.len() + fallback.len();
+        crate::metrics::global().reads(
+            &store.provider,
+            &store.info,
+            backend_reads,
+            refs.len() - backend_reads,
+        );
         Ok(results
             .into_iter()
             .map(|r| r.expect("every ref answered"))

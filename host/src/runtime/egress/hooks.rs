@@ -200,13 +200,14 @@ impl WasiHttpHooks for EgressHooks {
             );
             return Box::new(async { Err(HttpError::HttpRequestUriInvalid) });
         }
-        let granted = port.is_some_and(|port| {
+        let granted = port.and_then(|port| {
             self.patterns
                 .iter()
-                .any(|p| p.matches(&scheme, &host, port))
+                .find(|p| p.matches(&scheme, &host, port))
         });
+        crate::metrics::global().egress(&self.provider, granted.map(|p| p as _));
         let client = match (&self.client, granted) {
-            (Some(client), true) => client.clone(),
+            (Some(client), Some(_)) => client.clone(),
             _ => {
                 record(
                     &self.refusals,
@@ -219,6 +220,7 @@ impl WasiHttpHooks for EgressHooks {
             }
         };
         let refusals = self.refusals.clone();
+        let granted = (self.provider.clone(), granted.map(ToString::to_string));
         let deadlines = self.deadlines.clone();
         let max_request = self.max_request_bytes;
         let max_response = self.max_response_bytes;
@@ -248,7 +250,11 @@ impl WasiHttpHooks for EgressHooks {
                 },
                 None => client.send(request).await,
             };
-            let response = sent.map_err(|e| client_error(&e, &target, &refusals))?;
+            let response = sent
+                .map_err(|e| client_error(&e, &target, &refusals))
+                .inspect_err(|e| {
+                    crate::metrics::global().egress_refused(&granted.0, &granted.1, e)
+                })?;
             let declared = response
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
@@ -344,6 +350,14 @@ fn client_error(
             return HttpError::DestinationIpProhibited;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // The connector wraps the refusal in an io::Error, whose `source()` skips it.
+            if let Some(refused) = io
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<AddressRefused>())
+            {
+                record(refusals, format!("egress to {target} refused: {refused}"));
+                return HttpError::DestinationIpProhibited;
+            }
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
                 std::io::ErrorKind::TimedOut => HttpError::ConnectionTimeout,

@@ -758,6 +758,12 @@ impl Runtime {
             value.each_secret(&mut |bytes| data.redactor.add(bytes));
         }
         data.flush_logs();
+        // Refusals quote guest-chosen hosts, which may spell the call's secrets: logged once
+        // the call's secrets are all known, through its redactor.
+        for refusal in data.egress.refusals() {
+            let refusal = data.redactor.redact_string(refusal);
+            tracing::warn!(target: "airlock::egress", provider = %provider.name, "{refusal}");
+        }
         crate::metrics::global()
             .sandbox_call(&call_usage(&provider, store, call, started, &outcome, data));
         let answer = match outcome {

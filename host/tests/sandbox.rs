@@ -526,7 +526,15 @@ async fn secrets_a_guest_puts_in_its_log_or_its_errors_are_redacted() {
         message.contains("renewing token [redacted] failed"),
         "{message}"
     );
+    // A credential spelled as the host of a refused request: the host logs the refusal.
+    let err = get(&rt, &s, "leak-in-host:db/password").await.unwrap_err();
+    assert!(err.to_string().contains("[redacted].example"), "{err}");
     let logs = captured.text();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("airlock::egress") && l.contains("[redacted].example")),
+        "the refusal is not logged:\n{logs}"
+    );
     for line in [
         "logging in with [redacted]",
         "returning [redacted] to the host",

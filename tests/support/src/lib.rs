@@ -21,6 +21,12 @@ mod pki;
 pub mod process;
 pub mod tools;
 
+/// In-repo fakes of vendor APIs that cannot be installed (issue 17).
+pub mod fakes {
+    // GitLab REST v4 variables (the gitlab provider).
+    pub mod gitlab;
+}
+
 use std::fmt::Write as _;
 use std::fs;
 use std::future::Future;

@@ -17,6 +17,7 @@
 //! `AIRLOCK_TESTENV_KEEP=1` to keep the temporary directory (logs, etcd data) for debugging.
 
 pub mod binaries;
+pub mod fakes;
 mod pki;
 pub mod process;
 pub mod tools;

@@ -302,6 +302,9 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     let docs = render(&[
         "--set",
         "providers.fake.enabled=false",
+        // The bundled Doppler provider steps aside for an OCI one of the same name.
+        "--set",
+        "providers.doppler.enabled=false",
         "--set-json",
         r#"providers.vault.allowedOutboundHosts=["https://vault.corp:8200"]"#,
         "--set-json",

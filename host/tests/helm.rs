@@ -271,7 +271,12 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     let providers = of_kind(&docs, "Provider");
     assert_eq!(
         names(&providers),
-        BTreeSet::from(["aws".into(), "fake".into(), "vault".into()])
+        BTreeSet::from([
+            "aws".into(),
+            "doppler".into(),
+            "fake".into(),
+            "vault".into()
+        ])
     );
     let spec = |name: &str| {
         providers
@@ -296,6 +301,10 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     assert!(
         spec("vault").get("enabled").is_none(),
         "enabled is not a spec field"
+    );
+    assert_eq!(
+        spec("doppler")["allowedOutboundHosts"],
+        json!(["https://api.doppler.com"])
     );
 
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -542,6 +551,8 @@ async fn the_rendered_deployment_and_rbac_pass_server_side_dry_run() {
         "leaderElect=true,replicaCount=2,networkPolicy.enabled=true",
         "--set",
         "providers.fake.enabled=false,providers.aws.enabled=false,providers.vault.enabled=false",
+        "--set",
+        "providers.doppler.enabled=false",
     ]);
     let docs = documents(&yaml);
     assert!(of_kind(&docs, "Provider").is_empty());

@@ -2,8 +2,10 @@
 //! (`airlock_testenv::fakes::doppler`, held to Doppler's official SDK by its contract test):
 //! get with property and absence, find by regexp and path with a name transformer, the
 //! whole download in a `format`, the ETag-conditional download that transfers no payload
-//! when nothing changed, OIDC, and clear errors for a bad token and a host outside the grant.
+//! when nothing changed, OIDC, and clear errors for a bad token and a host outside the grant;
+//! then on the real control plane, a SecretStore and ExternalSecret syncing from the fake.
 
+mod cluster;
 mod common;
 
 use std::collections::BTreeMap;
@@ -324,5 +326,121 @@ async fn oidc_exchanges_the_service_account_token_once_and_reuses_the_doppler_to
     assert!(
         matches!(&err, ProviderError::AccessDenied(m) if m.contains("OIDC login")),
         "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// On the real control plane: the operator in-process, the doppler Provider loaded from the
+// built component, the fake as Doppler.
+
+use airlock::controller::{self, Config};
+use airlock::crd::{ExternalSecret, Provider, SecretStore};
+use airlock_testenv::ControlPlane;
+use cluster::{apply, eventually, install_crds, ready_message, secret_text, string_map};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+const MODULE: &str = "airlock_provider_doppler.wasm";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doppler_store_syncs_an_external_secret_and_a_bad_token_keeps_the_synced_data() {
+    let fake = fake().await;
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("doppler").await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::DOPPLER,
+        providers.path().join(MODULE),
+    )
+    .expect("copy doppler.wasm");
+    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    apply(
+        &Api::<Provider>::all(client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "doppler"},
+               "spec": {"module": {"path": MODULE},
+                        "allowedOutboundHosts": ["http://127.0.0.1:*"]}}),
+    )
+    .await;
+    eventually("the doppler provider loaded in this operator", || async {
+        runtime.provider("doppler").map(|_| ())
+    })
+    .await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
+    let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    for (name, token) in [
+        ("doppler-token", TOKEN),
+        ("doppler-revoked", "dp.st.revoked"),
+    ] {
+        apply(
+            &secrets,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": name, "namespace": ns},
+                   "stringData": {"dopplerToken": token}}),
+        )
+        .await;
+    }
+    for (store, secret) in [
+        ("doppler", "doppler-token"),
+        ("doppler-bad", "doppler-revoked"),
+    ] {
+        apply(
+            &stores,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                   "metadata": {"name": store, "namespace": ns},
+                   "spec": {"provider": {"doppler": {
+                       "endpoint": fake.url(),
+                       "project": "backend",
+                       "config": "prd",
+                       "auth": {"secretRef": {"dopplerToken": {"name": secret, "key": "dopplerToken"}}}}}}}),
+        )
+        .await;
+    }
+    ready_message(&stores, "doppler", "True", "").await;
+    let m = ready_message(&stores, "doppler-bad", "False", "Invalid Auth token").await;
+    assert!(m.contains("401"), "{m}");
+
+    let external = |store: &str| {
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "db", "namespace": ns},
+               "spec": {"refreshInterval": "1h",
+                        "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                        "target": {"name": "db-secret"},
+                        "data": [
+                            {"secretKey": "password", "remoteRef": {"key": "DB_PASSWORD"}},
+                            {"secretKey": "host", "remoteRef": {"key": "JSON_BLOB", "property": "host"}}],
+                        "dataFrom": [{"find": {"name": {"regexp": "^API_"}}}]}})
+    };
+    apply(&externals, external("doppler")).await;
+    ready_message(&externals, "db", "True", "").await;
+    let synced = string_map(&[
+        ("password", "s3cr3t"),
+        ("host", "db.local"),
+        ("API_KEY", "k-123"),
+    ]);
+    assert_eq!(
+        secret_text(&secrets, "db-secret").await.as_ref(),
+        Some(&synced)
+    );
+
+    // Switched to the store with a revoked token: Ready=False naming Doppler's answer, and the
+    // Secret keeps what it had.
+    apply(&externals, external("doppler-bad")).await;
+    let m = ready_message(&externals, "db", "False", "Invalid Auth token").await;
+    assert!(m.contains("doppler answered 401"), "{m}");
+    assert!(!m.contains("dp.st.revoked"), "{m}");
+    assert_eq!(
+        secret_text(&secrets, "db-secret").await.as_ref(),
+        Some(&synced)
     );
 }

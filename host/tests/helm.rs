@@ -272,7 +272,13 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     let providers = of_kind(&docs, "Provider");
     assert_eq!(
         names(&providers),
-        BTreeSet::from(["aws".into(), "fake".into(), "vault".into()])
+        BTreeSet::from([
+            "aws".into(),
+            "doppler".into(),
+            "fake".into(),
+            "gitlab".into(),
+            "vault".into()
+        ])
     );
     let spec = |name: &str| {
         providers
@@ -298,11 +304,22 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
         spec("vault").get("enabled").is_none(),
         "enabled is not a spec field"
     );
+    assert_eq!(
+        spec("doppler")["allowedOutboundHosts"],
+        json!(["https://api.doppler.com"])
+    );
+    assert_eq!(
+        spec("gitlab")["allowedOutboundHosts"],
+        json!(["https://gitlab.com"])
+    );
 
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let docs = render(&[
         "--set",
         "providers.fake.enabled=false",
+        // The bundled Doppler provider steps aside for an OCI one of the same name.
+        "--set",
+        "providers.doppler.enabled=false",
         "--set-json",
         r#"providers.vault.allowedOutboundHosts=["https://vault.corp:8200"]"#,
         "--set-json",
@@ -313,7 +330,12 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     let providers = of_kind(&docs, "Provider");
     assert_eq!(
         names(&providers),
-        BTreeSet::from(["aws".into(), "doppler".into(), "vault".into()])
+        BTreeSet::from([
+            "aws".into(),
+            "doppler".into(),
+            "gitlab".into(),
+            "vault".into()
+        ])
     );
     let vault = providers
         .iter()
@@ -540,6 +562,8 @@ async fn the_rendered_deployment_and_rbac_pass_server_side_dry_run() {
         "leaderElect=true,replicaCount=2,networkPolicy.enabled=true",
         "--set",
         "providers.fake.enabled=false,providers.aws.enabled=false,providers.vault.enabled=false",
+        "--set",
+        "providers.doppler.enabled=false,providers.gitlab.enabled=false",
     ]);
     let docs = documents(&yaml);
     assert!(of_kind(&docs, "Provider").is_empty());

@@ -17,15 +17,10 @@
 //! `AIRLOCK_TESTENV_KEEP=1` to keep the temporary directory (logs, etcd data) for debugging.
 
 pub mod binaries;
+pub mod fakes;
 mod pki;
 pub mod process;
 pub mod tools;
-
-/// In-repo fakes of vendor APIs that cannot be installed (issue 17).
-pub mod fakes {
-    // GitLab REST v4 variables (the gitlab provider).
-    pub mod gitlab;
-}
 
 use std::fmt::Write as _;
 use std::fs;

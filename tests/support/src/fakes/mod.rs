@@ -1,0 +1,7 @@
+//! In-process fakes of vendor APIs that cannot be installed locally. Each follows the
+//! vendor's documented API (named at the top of its module) and records what it was asked,
+//! and each is checked against the vendor's official SDK by a contract test.
+
+pub mod doppler;
+/// GitLab REST v4 variables (the gitlab provider).
+pub mod gitlab;

@@ -277,9 +277,11 @@ async fn a_cluster_external_secret_fans_out_to_labelled_namespaces_and_follows_r
         .delete(&ces_name, &Default::default())
         .await
         .expect("delete ces");
-    eventually("owned ExternalSecrets are garbage-collected", || async {
-        matches!(first.get_opt("db").await, Ok(None)).then_some(())
-    })
+    cluster::eventually_within(
+        std::time::Duration::from_secs(120),
+        "owned ExternalSecrets are garbage-collected",
+        || async { matches!(first.get_opt("db").await, Ok(None)).then_some(()) },
+    )
     .await;
 }
 

@@ -432,8 +432,15 @@ async fn a_gitlab_store_syncs_a_secret_on_the_control_plane_and_a_bad_token_keep
 
     // A revoked token: Ready=False saying so, and the synced data stays.
     cluster::apply(&secrets, token_secret("glpat-revoked")).await;
-    let message =
-        cluster::ready_message(&external_secrets, "app", "False", "401 Unauthorized").await;
+    // ESO's fixed Ready message; GitLab's answer is in the Warning event, as ESO does it.
+    cluster::ready_message(
+        &external_secrets,
+        "app",
+        "False",
+        "could not get secret data from provider",
+    )
+    .await;
+    let message = cluster::failure_event(&client, &ns, "app", "401 Unauthorized").await;
     assert!(!message.contains("glpat-revoked"), "{message}");
     assert_eq!(cluster::secret_text(&secrets, "app").await, Some(expected));
 }

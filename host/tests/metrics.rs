@@ -125,8 +125,11 @@ fn es(store: &str, kind: &str, data: Value) -> Value {
            "data": data})
 }
 
+/// Waits for the Ready status; the operator process first compiles its providers in a debug
+/// build, which on a loaded 2-core machine has taken more than the usual 30 s.
 async fn ready_status(api: &Api<ExternalSecret>, name: &str, want: &str) {
-    eventually(&format!("ExternalSecret {name} Ready={want}"), || async {
+    let what = format!("ExternalSecret {name} Ready={want}");
+    cluster::eventually_within(std::time::Duration::from_secs(120), &what, || async {
         let es = api.get(name).await.ok()?;
         let c = es
             .status?

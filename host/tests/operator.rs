@@ -112,8 +112,22 @@ impl Env {
         status: &str,
         reason: &str,
     ) -> (ExternalSecret, crd::Condition) {
+        self.ready_within(cluster::TIMEOUT, name, status, reason)
+            .await
+    }
+
+    /// [`Env::ready`] with a timeout of its own: an operator started as a process first
+    /// compiles its providers (and the tera component) in a debug build.
+    async fn ready_within(
+        &self,
+        timeout: Duration,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> (ExternalSecret, crd::Condition) {
         let api = self.api::<ExternalSecret>();
-        eventually(
+        cluster::eventually_within(
+            timeout,
             &format!("ExternalSecret {name} Ready={status} {reason}"),
             || async {
                 let es = api.get(name).await.ok()?;
@@ -589,7 +603,10 @@ async fn the_airlock_run_command_syncs_an_external_secret() {
     apply_fake_provider(&client).await;
     env.store("fake-store", json!({"data": fake_data()})).await;
     env.external_secret("database", seed_es("fake-store")).await;
-    env.ready("database", "True", "SecretSynced").await;
+    // The process's first sync waits on its start (leader election, compiling fake.wasm),
+    // which on a loaded 2-core machine has taken more than the usual 30 s.
+    env.ready_within(Duration::from_secs(120), "database", "True", "SecretSynced")
+        .await;
     assert_eq!(
         env.secret_data("database-credentials").await,
         Some(string_map(&[("username", "admin"), ("password", "s3cr3t")]))

@@ -367,6 +367,17 @@ impl CredentialPolicy {
                             .map(|a| a.to_string()),
                     );
                     audiences.extend(held);
+                    // Doppler `auth.oidcConfig`: ESO binds the token to the store itself.
+                    if field == Some("oidcConfig") && audiences.is_empty() {
+                        audiences.push(match self.store.kind {
+                            StoreKind::SecretStore => {
+                                format!("secretStore:{}:{}", self.store.namespace, self.store.name)
+                            }
+                            StoreKind::ClusterSecretStore => {
+                                format!("clusterSecretStore:{}", self.store.name)
+                            }
+                        });
+                    }
                     self.accounts.push(AccountRef {
                         name: name.to_string(),
                         namespace: account
@@ -782,6 +793,18 @@ mod tests {
         assert!(
             named
                 .check_account_token("sa", None, &aud(&["vault-a", "x"]))
+                .is_err()
+        );
+        // Doppler OIDC: ESO's store-bound audience, and only that.
+        let oidc = p(json!({"auth": {"oidcConfig": {"identity": "i",
+            "serviceAccountRef": {"name": "sa"}}}}));
+        assert!(
+            oidc.check_account_token("sa", None, &aud(&["secretStore:team-a:s"]))
+                .is_ok()
+        );
+        assert!(oidc.check_account_token("sa", None, &[]).is_err());
+        assert!(
+            oidc.check_account_token("sa", None, &aud(&["secretStore:team-b:s"]))
                 .is_err()
         );
         // ESO's defaults where the selector sits: Vault JWT `vault`, AWS STS.

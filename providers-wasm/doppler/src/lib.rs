@@ -12,12 +12,12 @@
 pub mod config;
 pub mod time;
 
-use airlock_provider_sdk::credentials::{self, CredentialError};
+use airlock_provider_sdk::credentials;
 use airlock_provider_sdk::find::NameMatcher;
 use airlock_provider_sdk::http::{self, Request, Response};
 use airlock_provider_sdk::{
     Capabilities, Client, Error, Find, Provider, ProviderMetadata, RemoteRef, SecretEntry,
-    StoreInfo, Validation, Value, cache, json,
+    StoreInfo, Validation, Value, cache, credential_error, json,
 };
 use serde_json::Value as Json;
 
@@ -343,33 +343,11 @@ fn messages(response: &Response) -> String {
 
 /// The contract error for a non-2xx answer to `what`.
 fn error(what: &str, response: &Response) -> Error {
-    let message = messages(response);
-    let text = if message.is_empty() {
-        format!("doppler answered {} to {what}", response.status)
-    } else {
-        format!("doppler answered {} to {what}: {message}", response.status)
-    };
+    let text = response.describe("doppler", what, &messages(response));
     match response.status {
         // A project, config, format or transformer Doppler does not know: the store's doing.
         400 | 404 => Error::invalid_config(text),
-        401 | 403 => Error::access_denied(text),
-        429 => Error::rate_limited(
-            text,
-            response
-                .header("retry-after")
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(|s| s * 1000),
-        ),
-        500..=599 => Error::unavailable(text),
-        _ => Error::other(text),
-    }
-}
-
-fn credential_error(field: &str, e: CredentialError) -> Error {
-    match e {
-        CredentialError::Denied(m) => Error::access_denied(format!("{field}: {m}")),
-        CredentialError::NotFound(m) => Error::invalid_config(format!("{field}: {m}")),
-        CredentialError::Unavailable(m) => Error::unavailable(format!("{field}: {m}")),
+        _ => response.status_error(text),
     }
 }
 

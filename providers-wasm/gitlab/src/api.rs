@@ -176,15 +176,8 @@ pub fn is_missing_variable(response: &Response) -> bool {
 
 /// The contract error for a non-2xx answer to `what`.
 pub fn error(what: &str, response: &Response) -> Error {
-    let message = message(response);
-    let text = if message.is_empty() {
-        format!("gitlab answered {} to {what}", response.status)
-    } else {
-        format!("gitlab answered {} to {what}: {message}", response.status)
-    };
+    let text = response.describe("gitlab", what, &message(response));
     match response.status {
-        400 => Error::invalid_request(text),
-        401 | 403 => Error::access_denied(text),
         // GitLab hides what a token may not see behind a 404.
         404 => Error::access_denied(format!(
             "{text} (it does not exist or the token cannot see it)"
@@ -192,15 +185,7 @@ pub fn error(what: &str, response: &Response) -> Error {
         409 => Error::invalid_config(format!(
             "{text} (the variable exists for several environment scopes: set spec.provider.gitlab.environment)"
         )),
-        429 => Error::rate_limited(
-            text,
-            response
-                .header("retry-after")
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(|s| s * 1000),
-        ),
-        500..=599 => Error::unavailable(text),
-        _ => Error::other(text),
+        _ => response.status_error(text),
     }
 }
 

@@ -108,6 +108,36 @@ impl Response {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// `<vendor> answered <status> to <what>`, then `: <message>` when the backend said one:
+    /// the text of an error about this answer.
+    pub fn describe(&self, vendor: &str, what: &str, message: &str) -> String {
+        if message.is_empty() {
+            format!("{vendor} answered {} to {what}", self.status)
+        } else {
+            format!("{vendor} answered {} to {what}: {message}", self.status)
+        }
+    }
+
+    /// `Retry-After` in milliseconds, when it is given in seconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(|s| s.saturating_mul(1000))
+    }
+
+    /// The error for a failed answer by its status class: 400 a bad request, 401 and 403
+    /// access denied, 429 rate limited (with `Retry-After`), 5xx unavailable, anything else
+    /// other. A provider matches its API's own meanings of other statuses before this.
+    pub fn status_error(&self, text: String) -> Error {
+        match self.status {
+            400 => Error::invalid_request(text),
+            401 | 403 => Error::access_denied(text),
+            429 => Error::rate_limited(text, self.retry_after_ms()),
+            500..=599 => Error::unavailable(text),
+            _ => Error::other(text),
+        }
+    }
 }
 
 /// Sends `request`, following up to [`MAX_REDIRECTS`] redirects.

@@ -33,6 +33,18 @@ pub use bindings::airlock::provider::types::{
 pub use bindings::airlock::provider::{cache, credentials, log};
 pub use export::{ClientBox, Export, PANIC_PREFIX};
 
+/// The error for a credential the host did not hand over, naming the store-config `field`
+/// that asked for it: a denial is access denied, a missing Secret or key the store's
+/// configuration to fix, an unavailable API server retryable.
+pub fn credential_error(field: &str, e: credentials::CredentialError) -> Error {
+    use credentials::CredentialError;
+    match e {
+        CredentialError::Denied(m) => Error::access_denied(format!("{field}: {m}")),
+        CredentialError::NotFound(m) => Error::invalid_config(format!("{field}: {m}")),
+        CredentialError::Unavailable(m) => Error::unavailable(format!("{field}: {m}")),
+    }
+}
+
 /// A value read from a backend, or `None` when it does not exist.
 pub type Value = Option<Vec<u8>>;
 

@@ -172,25 +172,10 @@ pub fn messages(response: &Response) -> String {
 
 /// The contract error for a non-2xx answer to `what`.
 pub fn error(what: &str, response: &Response) -> Error {
-    let message = messages(response);
-    let text = if message.is_empty() {
-        format!("vault answered {} to {what}", response.status)
-    } else {
-        format!("vault answered {} to {what}: {message}", response.status)
-    };
+    let text = response.describe("vault", what, &messages(response));
     match response.status {
-        400 => Error::invalid_request(text),
-        401 | 403 => Error::access_denied(text),
-        429 => Error::rate_limited(
-            text,
-            response
-                .header("retry-after")
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(|s| s * 1000),
-        ),
         412 => Error::unavailable(text),
-        500..=599 => Error::unavailable(text),
-        _ => Error::other(text),
+        _ => response.status_error(text),
     }
 }
 

@@ -10,7 +10,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use airlock_provider_sdk::credentials::{self, CredentialError, KeySelector as WitKey};
-use airlock_provider_sdk::{Error, cache, log};
+use airlock_provider_sdk::{Error, cache, credential_error, log};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
@@ -371,14 +371,6 @@ fn operator_token() -> Result<String, Error> {
             )),
             other => credential_error("the operator's service-account token", other),
         })
-}
-
-fn credential_error(field: &str, e: CredentialError) -> Error {
-    match e {
-        CredentialError::Denied(m) => Error::access_denied(format!("{field}: {m}")),
-        CredentialError::NotFound(m) => Error::invalid_config(format!("{field}: {m}")),
-        CredentialError::Unavailable(m) => Error::unavailable(format!("{field}: {m}")),
-    }
 }
 
 #[cfg(test)]

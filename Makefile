@@ -62,6 +62,7 @@ bench:
 	cargo bench -p airlock --bench runtime
 	cargo bench -p airlock --bench registry
 	cargo bench -p airlock --bench sync_storm
+	cargo bench -p airlock --bench operator_scale
 
 ## demo: local control plane, the chart's CRDs and Providers, the operator; prints the synced Secret.
 demo: setup

@@ -153,17 +153,17 @@ impl FakeDoppler {
     }
 }
 
-/// A parsed request.
-struct Incoming {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// A parsed request (shared with the 1Password fake).
+pub(super) struct Incoming {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Incoming {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -232,7 +232,7 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Incoming> {
+pub(super) async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Incoming> {
     let mut chunk = [0u8; 8192];
     let end = loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

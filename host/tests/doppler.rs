@@ -452,3 +452,118 @@ async fn a_doppler_store_syncs_an_external_secret_and_a_bad_token_keeps_the_sync
         Some(&synced)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// PushSecret, delete and secret-exists (issue 17, Doppler push and delete).
+
+use airlock::backend::{PushRef, PushRequest};
+
+fn push(key: &str, property: Option<&str>, value: &str) -> PushRequest {
+    PushRequest {
+        remote: push_ref(key, property),
+        value: SecretValue::new(value.as_bytes().to_vec()),
+        metadata: None,
+    }
+}
+
+fn push_ref(key: &str, property: Option<&str>) -> PushRef {
+    PushRef {
+        remote_key: key.into(),
+        property: property.map(str::to_string),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_sets_secrets_and_properties_and_delete_removes_them() {
+    let fake = fake().await;
+    fake.add_personal_token("dp.pt.writer");
+    let rt = runtime_for(&fake, credentials("dp.pt.writer")).await;
+    let s = store(&fake, json!({"project": "backend", "config": "prd"}));
+
+    rt.push_secret(&s, &push("PUSHED", None, "v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.secret("backend", "prd", "PUSHED").as_deref(),
+        Some("v1")
+    );
+    // A cached download does not hide the new value: the write changed the ETag.
+    assert_eq!(get(&rt, &s, "PUSHED").await.unwrap().as_deref(), Some("v1"));
+    rt.push_secret(&s, &push("PUSHED", None, "v2"))
+        .await
+        .unwrap();
+    assert_eq!(get(&rt, &s, "PUSHED").await.unwrap().as_deref(), Some("v2"));
+
+    // A property goes into a JSON object, keeping its other keys.
+    rt.push_secret(&s, &push("JSON_BLOB", Some("user"), "alice"))
+        .await
+        .unwrap();
+    let blob: Value =
+        serde_json::from_str(&fake.secret("backend", "prd", "JSON_BLOB").unwrap()).unwrap();
+    assert_eq!(
+        blob,
+        json!({"host": "db.local", "port": 5432, "user": "alice"})
+    );
+
+    assert!(
+        rt.secret_exists(&s, &push_ref("PUSHED", None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        rt.secret_exists(&s, &push_ref("JSON_BLOB", Some("user")))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !rt.secret_exists(&s, &push_ref("JSON_BLOB", Some("nope")))
+            .await
+            .unwrap()
+    );
+    rt.delete_secret(&s, &push_ref("PUSHED", None))
+        .await
+        .unwrap();
+    assert_eq!(fake.secret("backend", "prd", "PUSHED"), None);
+    assert!(
+        !rt.secret_exists(&s, &push_ref("PUSHED", None))
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(&rt, &s, "PUSHED").await.unwrap(), None);
+    // Deleting what is gone is done, without a write.
+    let writes = fake.requests_to("POST", "/v3/configs/config/secrets").len();
+    rt.delete_secret(&s, &push_ref("PUSHED", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.requests_to("POST", "/v3/configs/config/secrets").len(),
+        writes
+    );
+
+    let err = provider_error(
+        rt.push_secret(&s, &push("not-a-name", None, "x"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&err, ProviderError::InvalidRequest(m) if m.contains("not a doppler secret name")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_with_a_bad_token_is_access_denied_and_writes_nothing() {
+    let fake = fake().await;
+    let rt = runtime_for(&fake, credentials("dp.st.revoked")).await;
+    let s = store(&fake, json!({}));
+    let err = provider_error(
+        rt.push_secret(&s, &push("PUSHED", None, "v1"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&err, ProviderError::AccessDenied(m) if m.contains("Invalid Auth token")),
+        "{err:?}"
+    );
+    assert_eq!(fake.secret("backend", "prd", "PUSHED"), None);
+}

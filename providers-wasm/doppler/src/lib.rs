@@ -7,7 +7,9 @@
 //! secret payload. Authenticates with a service token from a Secret
 //! (`auth.secretRef.dopplerToken`) or, with `auth.oidcConfig`, by exchanging a
 //! ServiceAccount token from the host at `POST /v3/auth/oidc` (the Doppler token it gets is
-//! cached until shortly before it expires). Read-only.
+//! cached until shortly before it expires). PushSecret sets a secret with
+//! `POST /v3/configs/config/secrets` and delete removes it with that endpoint's
+//! `change_requests[].shouldDelete`, as ESO does.
 
 pub mod config;
 pub mod time;
@@ -16,8 +18,8 @@ use airlock_provider_sdk::credentials;
 use airlock_provider_sdk::find::NameMatcher;
 use airlock_provider_sdk::http::{self, Request, Response};
 use airlock_provider_sdk::{
-    Capabilities, Client, Error, Find, Provider, ProviderMetadata, RemoteRef, SecretEntry,
-    StoreInfo, Validation, Value, cache, credential_error, json,
+    Capabilities, Client, Error, Find, Provider, ProviderMetadata, PushRef, PushRequest, RemoteRef,
+    SecretEntry, StoreInfo, Validation, Value, cache, credential_error, json,
 };
 use serde_json::Value as Json;
 
@@ -50,7 +52,7 @@ impl Provider for Doppler {
     }
 
     fn capabilities() -> Capabilities {
-        Capabilities::ReadOnly
+        Capabilities::ReadWrite
     }
 
     fn config_schema() -> String {
@@ -121,9 +123,95 @@ impl Client for DopplerClient {
             })
             .collect())
     }
+
+    fn push_secret(&self, request: &PushRequest) -> Result<(), Error> {
+        let name = &request.remote.remote_key;
+        check_name(name)?;
+        let value = match &request.remote.property {
+            // A property is a key of a JSON object kept in the secret, its other keys kept.
+            Some(property) => {
+                let existing = secrets(&self.download("json", None)?)?.remove(name);
+                json::set_property(
+                    existing.as_deref().map(str::as_bytes),
+                    property,
+                    &request.value,
+                )?
+            }
+            None => request.value.clone(),
+        };
+        let value = String::from_utf8(value).map_err(|_| {
+            Error::invalid_request("doppler secrets hold text; the pushed value is not UTF-8")
+        })?;
+        let mut secrets = serde_json::Map::new();
+        secrets.insert(name.clone(), Json::String(value));
+        self.update(
+            serde_json::json!({"secrets": secrets}),
+            "the secrets update",
+        )
+    }
+
+    fn delete_secret(&self, reference: &PushRef) -> Result<(), Error> {
+        check_name(&reference.remote_key)?;
+        if reference.property.is_some() {
+            return Err(Error::unsupported(
+                "doppler deletes whole secrets; remove a property by pushing the object without it",
+            ));
+        }
+        // Deleting what is not there is done; Doppler would refuse the change request.
+        if !self.secret_exists(reference)? {
+            return Ok(());
+        }
+        let change = serde_json::json!({
+            "name": reference.remote_key,
+            "originalName": reference.remote_key,
+            "shouldDelete": true,
+        });
+        self.update(
+            serde_json::json!({"change_requests": [change]}),
+            "the secret deletion",
+        )
+    }
+
+    fn secret_exists(&self, reference: &PushRef) -> Result<bool, Error> {
+        let all = self.download("json", None)?;
+        let Some(value) = secrets(&all)?.remove(&reference.remote_key) else {
+            return Ok(false);
+        };
+        match &reference.property {
+            Some(property) => Ok(json::select(value.as_bytes(), property)?.is_some()),
+            None => Ok(true),
+        }
+    }
+}
+
+/// Doppler secret names: letters, digits and underscores, not starting with a digit.
+fn check_name(name: &str) -> Result<(), Error> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "{name:?} is not a doppler secret name (letters, digits and underscores, not starting with a digit)"
+        )))
+    }
 }
 
 impl DopplerClient {
+    /// `POST /v3/configs/config/secrets` with `body` plus the store's project and config.
+    fn update(&self, mut body: Json, what: &str) -> Result<(), Error> {
+        if let (Some(project), Some(config)) = (&self.config.project, &self.config.config) {
+            body["project"] = Json::String(project.clone());
+            body["config"] = Json::String(config.clone());
+        }
+        let response = self.send("POST", "/v3/configs/config/secrets", None, Some(body))?;
+        if !response.is_success() {
+            return Err(error(what, &response));
+        }
+        Ok(())
+    }
+
     fn endpoint(&self) -> &str {
         self.config
             .endpoint
@@ -174,12 +262,28 @@ impl DopplerClient {
 
     /// Sends one authenticated request.
     fn call(&self, method: &str, path: &str, etag: Option<&str>) -> Result<Response, Error> {
+        self.send(method, path, etag, None)
+    }
+
+    /// Sends one authenticated request, with a JSON body when given.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        etag: Option<&str>,
+        body: Option<Json>,
+    ) -> Result<Response, Error> {
         let token = self.token()?;
         let mut request = Request::new(method, format!("{}{path}", self.endpoint()))
             .header("Accept", "application/json")
             .header("Authorization", format!("Bearer {token}"));
         if let Some(etag) = etag {
             request = request.header("If-None-Match", etag);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
         }
         let response = http::send(&request).map_err(|e| self.explain_refusal(e))?;
         if matches!(response.status, 401 | 403) && self.config.auth.oidc_config.is_some() {

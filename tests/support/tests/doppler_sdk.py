@@ -100,6 +100,13 @@ service.secrets.update(
     )
 )
 fails_with(404, lambda: service.secrets.get(name="NEW_ONE", project="backend", config="prd"))
+# "Secrets: Delete": DELETE /v3/configs/config/secret, then 404 for what is gone.
+service.secrets.update(
+    SecretsUpdateRequest(project="backend", config="prd", secrets={"TEMP_ONE": "t"})
+)
+service.secrets.delete(name="TEMP_ONE", project="backend", config="prd")
+fails_with(404, lambda: service.secrets.get(name="TEMP_ONE", project="backend", config="prd"))
+fails_with(404, lambda: service.secrets.delete(name="TEMP_ONE", project="backend", config="prd"))
 
 # Not found, another config, a bad token.
 fails_with(404, lambda: service.secrets.get(name="MISSING", project="backend", config="prd"))

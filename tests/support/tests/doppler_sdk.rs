@@ -35,4 +35,10 @@ async fn the_official_doppler_sdk_gets_the_documented_answers_from_the_fake() {
     let requests = fake.requests();
     assert!(requests.iter().any(|r| r.status == 304 && r.body_len == 0));
     assert!(requests.iter().filter(|r| r.status == 401).count() >= 2);
+    let deletes: Vec<u16> = requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(deletes, [204, 404]);
 }

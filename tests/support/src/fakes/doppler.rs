@@ -16,7 +16,8 @@
 //!   current ETag answers `304 Not Modified` with no body;
 //! - `GET /v3/configs/config/secret`, `GET /v3/configs/config/secrets`, `GET /v3/projects`,
 //!   `GET /v3/me`, `POST /v3/configs/config/secrets` (`secrets` to set, `null` or
-//!   `change_requests[].shouldDelete` to delete) and `POST /v3/auth/oidc`;
+//!   `change_requests[].shouldDelete` to delete), `DELETE /v3/configs/config/secret`
+//!   ("Secrets: Delete", 204; 404 for a missing secret) and `POST /v3/auth/oidc`;
 //! - errors are `{"messages":[...],"success":false}` with 400, 401, 403 or 404.
 //!
 //! Every request is recorded (method, path, status, body length) so tests can count what
@@ -153,17 +154,17 @@ impl FakeDoppler {
     }
 }
 
-/// A parsed request.
-struct Incoming {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// A parsed request (shared with the 1Password fake).
+pub(super) struct Incoming {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Incoming {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -209,6 +210,7 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<State>>) {
         };
         let reason = match answer.status {
             200 => "OK",
+            204 => "No Content",
             304 => "Not Modified",
             400 => "Bad Request",
             401 => "Unauthorized",
@@ -232,7 +234,7 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<State>>) {
     }
 }
 
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Incoming> {
+pub(super) async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Incoming> {
     let mut chunk = [0u8; 8192];
     let end = loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -414,6 +416,32 @@ fn route(state: &mut State, request: &Incoming) -> Answer {
             }
         }
         ("POST", "/v3/configs/config/secrets") => update(state, &grant, &request.body),
+        ("DELETE", "/v3/configs/config/secret") => {
+            let params = |k: &str| request.query.get(k).cloned();
+            let (project, config) = match scope(&grant, params("project"), params("config")) {
+                Ok(scope) => scope,
+                Err(answer) => return answer,
+            };
+            let Some(secrets) = state
+                .projects
+                .get_mut(&project)
+                .and_then(|p| p.get_mut(&config))
+            else {
+                return failure(404, "Could not find requested config");
+            };
+            if secrets
+                .remove(&params("name").unwrap_or_default())
+                .is_none()
+            {
+                return failure(404, "Could not find requested secret");
+            }
+            state.revision += 1;
+            Answer {
+                status: 204,
+                headers: vec![],
+                body: Vec::new(),
+            }
+        }
         _ => failure(404, "Not found"),
     }
 }

@@ -5,3 +5,5 @@
 pub mod doppler;
 /// GitLab REST v4 variables (the gitlab provider).
 pub mod gitlab;
+/// 1Password Connect server API v1 (the onepassword provider).
+pub mod onepassword;

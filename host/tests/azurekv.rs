@@ -328,12 +328,11 @@ async fn managed_identities_come_from_imds_with_the_metadata_header() {
         Some("Server=db;Password=hunter2")
     );
     let system = mi_store(None);
-    assert_eq!(
+    assert!(
         get(&runtime, &system, "api-config")
             .await
             .unwrap()
-            .is_some(),
-        true
+            .is_some()
     );
     let imds: Vec<_> = fake
         .requests()
@@ -362,6 +361,25 @@ async fn managed_identities_come_from_imds_with_the_metadata_header() {
     );
 }
 
+/// Reads the seeded connection string through `s` and returns the token request it took.
+async fn read_with_a_new_token(
+    runtime: &Runtime,
+    s: &airlock::backend::StoreContext,
+    fake: &FakeAzure,
+) -> airlock_testenv::fakes::azurekv::Recorded {
+    assert_eq!(
+        get(runtime, s, "database-connection-string")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Server=db;Password=hunter2")
+    );
+    fake.requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/token"))
+        .expect("a token request")
+}
+
 #[tokio::test]
 async fn workload_identity_exchanges_the_service_account_token() {
     let fake = seeded();
@@ -372,18 +390,7 @@ async fn workload_identity_exchanges_the_service_account_token() {
         json!({"vaultUrl": VAULT, "authType": "WorkloadIdentity", "tenantId": TENANT,
                "serviceAccountRef": {"name": "workload"}}),
     );
-    assert_eq!(
-        get(&runtime, &s, "database-connection-string")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("Server=db;Password=hunter2")
-    );
-    let token = fake
-        .requests()
-        .into_iter()
-        .find(|r| r.path.ends_with("/token"))
-        .unwrap();
+    let token = read_with_a_new_token(&runtime, &s, &fake).await;
     assert!(
         token
             .form
@@ -702,5 +709,53 @@ async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failure
     assert_eq!(
         cluster::secret_text(&secrets, "azure-more").await,
         Some(expected)
+    );
+}
+
+/// A runtime whose Secret `azure-cert` holds application `cert-app`'s ID and PEM.
+async fn cert_runtime(fake: &FakeAzure, pem: &str) -> Runtime {
+    let creds = StaticCredentials::default()
+        .with_secret("team-a", "azure-cert", "client-id", b"cert-app")
+        .with_secret("team-a", "azure-cert", "tls.pem", pem.as_bytes());
+    let runtime = runtime_with(creds);
+    install(
+        &runtime,
+        "azurekv",
+        airlock_test_artifacts::AZUREKV,
+        grants_for(fake, &REAL_HOSTS),
+    )
+    .await;
+    runtime
+}
+
+#[tokio::test]
+async fn a_client_certificate_signs_the_assertion_entra_id_verifies() {
+    let fake = seeded();
+    let pem = include_str!("../../tests/data/azurekv/client.pem");
+    let (cert, public_key) = airlock_testenv::fakes::azurekv::certificate_parts(pem);
+    fake.add_client_certificate("cert-app", &cert, &public_key, Access::Full);
+    let runtime = cert_runtime(&fake, pem).await;
+    let s = store(
+        "azurekv",
+        "azure-cert",
+        json!({"vaultUrl": VAULT, "tenantId": TENANT,
+               "authSecretRef": {"clientId": {"name": "azure-cert", "key": "client-id"},
+                                 "clientCertificate": {"name": "azure-cert", "key": "tls.pem"}}}),
+    );
+    let token = read_with_a_new_token(&runtime, &s, &fake).await;
+    assert!(
+        token
+            .form
+            .contains(&("client_assertion".into(), "<set>".into()))
+    );
+
+    // Another key under the same certificate name is refused by Entra ID.
+    let other = FakeAzure::start(TENANT);
+    other.add_client_certificate("cert-app", &cert, b"not-this-key", Access::Full);
+    let runtime = cert_runtime(&other, pem).await;
+    let e = provider_error(get(&runtime, &s, "x").await.unwrap_err());
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("AADSTS700027")),
+        "{e}"
     );
 }

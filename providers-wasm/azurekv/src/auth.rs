@@ -69,8 +69,29 @@ impl<'a> Tokens<'a> {
                         let secret = text(secret, "authSecretRef.clientSecret")?;
                         self.client_credentials(tenant, &client_id, &[("client_secret", &secret)])
                     }
-                    _ => Err(Error::unsupported(
-                        "authSecretRef.clientCertificate is not supported yet by this provider: use clientSecret, ManagedIdentity or WorkloadIdentity",
+                    (None, Some(certificate)) => {
+                        let pem = text(certificate, "authSecretRef.clientCertificate")?;
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        let jwt = crate::certificate::assertion(
+                            &pem,
+                            &client_id,
+                            &self.token_url(tenant)?,
+                            now,
+                        )?;
+                        self.client_credentials(
+                            tenant,
+                            &client_id,
+                            &[
+                                ("client_assertion_type", JWT_BEARER),
+                                ("client_assertion", &jwt),
+                            ],
+                        )
+                    }
+                    (None, None) => Err(Error::invalid_config(
+                        "authSecretRef needs clientSecret or clientCertificate",
                     )),
                 }
             }
@@ -112,12 +133,8 @@ impl<'a> Tokens<'a> {
         }
     }
 
-    fn client_credentials(
-        &self,
-        tenant: &str,
-        client_id: &str,
-        proof: &[(&str, &str)],
-    ) -> Result<(String, u64), Error> {
+    /// `{authority}{tenant}/oauth2/v2.0/token`, the tenant checked.
+    fn token_url(&self, tenant: &str) -> Result<String, Error> {
         if tenant.is_empty()
             || !tenant
                 .chars()
@@ -127,7 +144,19 @@ impl<'a> Tokens<'a> {
                 "tenant ID {tenant:?} is not a directory ID or domain"
             )));
         }
-        let url = format!("{}{tenant}/oauth2/v2.0/token", self.config.authority);
+        Ok(format!(
+            "{}{tenant}/oauth2/v2.0/token",
+            self.config.authority
+        ))
+    }
+
+    fn client_credentials(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        proof: &[(&str, &str)],
+    ) -> Result<(String, u64), Error> {
+        let url = self.token_url(tenant)?;
         let scope = format!("{}/.default", self.config.resource);
         let mut fields = vec![
             ("grant_type", "client_credentials"),

@@ -9,6 +9,7 @@
 //! kept in the host's per-store cache until shortly before they expire.
 
 pub mod auth;
+pub mod certificate;
 pub mod config;
 pub mod vault;
 

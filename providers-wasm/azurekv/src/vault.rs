@@ -24,6 +24,9 @@ pub const MAX_PAGES: usize = 1000;
 /// ESO's ownership tag on pushed secrets.
 pub const MANAGED_BY: (&str, &str) = ("managed-by", "external-secrets");
 
+/// A secret's tags.
+pub type Tags = BTreeMap<String, String>;
+
 /// What a `remoteRef.key` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -186,7 +189,7 @@ impl<'a> Vault<'a> {
     }
 
     /// Every enabled secret's name and tags, over every page.
-    fn list(&self) -> Result<Vec<(String, BTreeMap<String, String>)>, Error> {
+    fn list(&self) -> Result<Vec<(String, Tags)>, Error> {
         let first = self.url(&format!("secrets?maxresults={MAX_RESULTS}"));
         let prefix = format!("{}/", origin(&self.config.vault_url));
         let mut out = Vec::new();

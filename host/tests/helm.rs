@@ -274,6 +274,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
         names(&providers),
         BTreeSet::from([
             "aws".into(),
+            "azurekv".into(),
             "doppler".into(),
             "fake".into(),
             "gitlab".into(),
@@ -312,6 +313,16 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
         spec("gitlab")["allowedOutboundHosts"],
         json!(["https://gitlab.com"])
     );
+    // Azure Key Vault: the clouds' vaults and Entra ID, never IMDS by default.
+    let azure = spec("azurekv")["allowedOutboundHosts"].clone();
+    assert_eq!(azure[0], "https://*.vault.azure.net");
+    assert!(
+        azure
+            .as_array()
+            .unwrap()
+            .contains(&json!("https://login.microsoftonline.com"))
+    );
+    assert!(!azure.to_string().contains("169.254.169.254"));
 
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let docs = render(&[
@@ -332,6 +343,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
         names(&providers),
         BTreeSet::from([
             "aws".into(),
+            "azurekv".into(),
             "doppler".into(),
             "gitlab".into(),
             "vault".into()

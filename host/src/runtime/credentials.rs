@@ -367,6 +367,13 @@ impl CredentialPolicy {
                             .map(|a| a.to_string()),
                     );
                     audiences.extend(held);
+                    // Azure Key Vault `authType: WorkloadIdentity`: ESO asks for Entra ID's
+                    // federated-credential audience.
+                    if map.get("authType").and_then(|v| v.as_str()) == Some("WorkloadIdentity")
+                        && audiences.is_empty()
+                    {
+                        audiences.push("api://AzureADTokenExchange".to_string());
+                    }
                     // Doppler `auth.oidcConfig`: ESO binds the token to the store itself.
                     if field == Some("oidcConfig") && audiences.is_empty() {
                         audiences.push(match self.store.kind {
@@ -831,5 +838,16 @@ mod tests {
                 .is_ok()
         );
         assert!(aws.check_account_token("sa", None, &[]).is_err());
+    }
+
+    // Azure Key Vault (issue 16).
+    #[test]
+    fn an_azure_workload_identity_store_may_ask_for_the_federated_audience_only() {
+        let config = json!({"vaultUrl": "https://kv.vault.azure.net", "authType": "WorkloadIdentity",
+                            "serviceAccountRef": {"name": "sa"}});
+        let p = CredentialPolicy::from_config(&config, &store(StoreKind::SecretStore), false);
+        let aud = ["api://AzureADTokenExchange".to_string()];
+        assert!(p.check_account_token("sa", None, &aud).is_ok());
+        assert!(p.check_account_token("sa", None, &[]).is_err());
     }
 }

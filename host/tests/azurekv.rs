@@ -1,0 +1,761 @@
+//! The Azure Key Vault provider (`azurekv.wasm`) in the real host against the in-repo fake
+//! Azure (`airlock_testenv::fakes::azurekv`, proven against azure-keyvault-secrets and
+//! azure-identity in tests/support/tests/azurekv_sdk.rs). The stores name Azure's real
+//! hosts (`my-keyvault.vault.azure.net`, `login.microsoftonline.com`, IMDS
+//! `169.254.169.254`); the Provider's grant pins them to the fake with `hostAliases` and
+//! trusts its CA with `caBundle`, as an admin would for a private endpoint.
+
+mod cluster;
+mod common;
+
+use std::collections::BTreeMap;
+
+use airlock::backend::{
+    Backend, BackendError, FindCriteria, MetadataPolicy, ProviderError, PushRef, PushRequest,
+    RemoteRef, SecretValue, Validation,
+};
+use airlock::runtime::{Grants, HostAlias, Limits, Runtime, StaticCredentials};
+use airlock_testenv::fakes::azurekv::{Access, FakeAzure};
+use serde_json::{Value, json};
+
+use common::{get, get_ref, install, runtime_with, store};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const VAULT: &str = "https://my-keyvault.vault.azure.net";
+const REAL_HOSTS: [&str; 3] = [
+    "https://*.vault.azure.net",
+    "https://login.microsoftonline.com",
+    "http://169.254.169.254",
+];
+
+fn seeded() -> FakeAzure {
+    let fake = FakeAzure::start(TENANT);
+    fake.add_client_secret("app-id", "app-secret", Access::Full)
+        .add_client_secret("no-access", "its-secret", Access::None)
+        .add_managed_identity(Some("mi-client-id"), None, Access::Full)
+        .add_managed_identity(None, None, Access::Full)
+        .add_federated_credential("wi-client", "sa-token-for-azure", Access::Full);
+    fake.set_secret(
+        "database-connection-string",
+        "Server=db;Password=hunter2",
+        &[],
+    );
+    fake.set_secret(
+        "api-config",
+        r#"{"user":"svc","nested":{"port":5432}}"#,
+        &[("team", "payments"), ("env", "prod")],
+    );
+    fake
+}
+
+/// The grant for Azure's real hosts, those pinned to the fake, its CA trusted.
+fn grants_for(fake: &FakeAzure, hosts: &[&str]) -> Grants {
+    let mut g = Grants::parse(
+        &hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        &["127.0.0.0/8".to_string()],
+        Limits::default(),
+    )
+    .expect("grants");
+    g.ca_bundle_pem = Some(fake.ca_pem().as_bytes().to_vec());
+    g.host_aliases = vec![
+        HostAlias::parse(
+            &[
+                "my-keyvault.vault.azure.net".to_string(),
+                "login.microsoftonline.com".to_string(),
+            ],
+            &format!("127.0.0.1:{}", fake.https_port()),
+        )
+        .expect("alias"),
+        HostAlias::parse(
+            &["169.254.169.254".to_string()],
+            &format!("127.0.0.1:{}", fake.imds_port()),
+        )
+        .expect("alias"),
+    ];
+    g
+}
+
+async fn azure_runtime(fake: &FakeAzure, secret: &str, hosts: &[&str]) -> Runtime {
+    let creds = StaticCredentials::default()
+        .with_secret("team-a", "azure-sp", "client-id", b"app-id")
+        .with_secret("team-a", "azure-sp", "client-secret", secret.as_bytes())
+        .with_token("team-a", "workload", "sa-token-for-azure")
+        .with_annotation(
+            "team-a",
+            "workload",
+            "azure.workload.identity/client-id",
+            "wi-client",
+        );
+    let runtime = runtime_with(creds);
+    install(
+        &runtime,
+        "azurekv",
+        airlock_test_artifacts::AZUREKV,
+        grants_for(fake, hosts),
+    )
+    .await;
+    runtime
+}
+
+fn sp_store() -> airlock::backend::StoreContext {
+    store(
+        "azurekv",
+        "azure",
+        json!({"vaultUrl": VAULT, "tenantId": TENANT,
+               "authSecretRef": {"clientId": {"name": "azure-sp", "key": "client-id"},
+                                 "clientSecret": {"name": "azure-sp", "key": "client-secret"}}}),
+    )
+}
+
+fn mi_store(identity: Option<&str>) -> airlock::backend::StoreContext {
+    let mut config = json!({"vaultUrl": VAULT, "authType": "ManagedIdentity"});
+    if let Some(id) = identity {
+        config["identityId"] = json!(id);
+    }
+    store("azurekv", "azure-mi", config)
+}
+
+fn provider_error(e: BackendError) -> ProviderError {
+    match e {
+        BackendError::Provider(p) => p,
+        other => panic!("expected a provider error, got {other}"),
+    }
+}
+
+fn text_map(entries: Vec<(String, SecretValue)>) -> BTreeMap<String, String> {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(v.expose()).into_owned()))
+        .collect()
+}
+
+fn find(regexp: Option<&str>, tags: &[(&str, &str)]) -> FindCriteria {
+    FindCriteria {
+        name_regexp: regexp.map(str::to_string),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_service_principal_reads_secrets_properties_versions_and_tags_with_one_token() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    assert_eq!(
+        runtime.validate(&s).await.expect("validates"),
+        Validation::Ready
+    );
+    assert_eq!(
+        get(&runtime, &s, "database-connection-string")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Server=db;Password=hunter2")
+    );
+    assert_eq!(
+        get(&runtime, &s, "secret/database-connection-string")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Server=db;Password=hunter2")
+    );
+    let port = RemoteRef::key("api-config").property("nested.port");
+    assert_eq!(
+        get_ref(&runtime, &s, port).await.unwrap().as_deref(),
+        Some("5432")
+    );
+    let tags = RemoteRef {
+        metadata_policy: MetadataPolicy::Fetch,
+        ..RemoteRef::key("api-config")
+    };
+    let tags: Value =
+        serde_json::from_str(&get_ref(&runtime, &s, tags).await.unwrap().unwrap()).unwrap();
+    assert_eq!(tags, json!({"team": "payments", "env": "prod"}));
+    let team = RemoteRef {
+        metadata_policy: MetadataPolicy::Fetch,
+        ..RemoteRef::key("api-config").property("team")
+    };
+    assert_eq!(
+        get_ref(&runtime, &s, team).await.unwrap().as_deref(),
+        Some("payments")
+    );
+
+    let old = fake.set_secret("rotating", "v1", &[]);
+    fake.set_secret("rotating", "v2", &[]);
+    let pinned = RemoteRef {
+        version: Some(old),
+        ..RemoteRef::key("rotating")
+    };
+    assert_eq!(
+        get_ref(&runtime, &s, pinned).await.unwrap().as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        get(&runtime, &s, "rotating").await.unwrap().as_deref(),
+        Some("v2")
+    );
+    assert_eq!(get(&runtime, &s, "nope").await.unwrap(), None);
+
+    // One token for all of the above: it is cached in the host across calls.
+    assert_eq!(fake.token_requests(), 1, "{:?}", fake.requests());
+    let sent = fake.requests();
+    let token = sent
+        .iter()
+        .find(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .unwrap();
+    assert_eq!(token.host, "login.microsoftonline.com");
+    assert!(
+        token
+            .form
+            .contains(&("scope".into(), "https://vault.azure.net/.default".into()))
+    );
+    assert!(
+        token
+            .form
+            .contains(&("client_secret".into(), "<set>".into()))
+    );
+    assert!(
+        sent.iter()
+            .all(|r| r.path.contains("oauth2") || r.authenticated)
+    );
+    assert!(sent.iter().any(|r| r.host == "my-keyvault.vault.azure.net"));
+}
+
+#[tokio::test]
+async fn certificates_and_keys_are_read_by_their_prefixes() {
+    let fake = seeded();
+    fake.set_certificate("tls", b"\x30\x82fake-der");
+    fake.set_key("signing", json!({"kty": "RSA", "n": "AQAB-n", "e": "AQAB"}));
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let cert = runtime
+        .get_secrets(&s, &[RemoteRef::key("cert/tls")])
+        .await
+        .unwrap();
+    let cert = cert.into_iter().next().unwrap().unwrap().unwrap();
+    assert_eq!(cert.expose(), b"\x30\x82fake-der");
+    let jwk: Value =
+        serde_json::from_str(&get(&runtime, &s, "key/signing").await.unwrap().unwrap()).unwrap();
+    assert_eq!(jwk["kty"], "RSA");
+    assert!(jwk["kid"].as_str().unwrap().contains("/keys/signing/"));
+    assert_eq!(get(&runtime, &s, "cert/absent").await.unwrap(), None);
+    let e = provider_error(get(&runtime, &s, "secret/../keys/x").await.unwrap_err());
+    assert!(
+        matches!(&e, ProviderError::InvalidRequest(m) if m.contains("not a Key Vault object name")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn find_filters_by_name_and_tags_over_every_page_and_skips_disabled_secrets() {
+    let fake = seeded();
+    for i in 0..60 {
+        let team = if i % 2 == 0 { "payments" } else { "search" };
+        fake.set_secret(&format!("bulk-{i:02}"), &i.to_string(), &[("team", team)]);
+    }
+    fake.disable_secret("bulk-00");
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let bulk = text_map(
+        runtime
+            .get_all_secrets(&s, &find(Some("^bulk-"), &[]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(bulk.len(), 59);
+    assert_eq!(bulk["bulk-59"], "59");
+    let pages = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/secrets")
+        .count();
+    assert_eq!(pages, 3, "62 secrets are 3 pages of 25");
+
+    let payments = text_map(
+        runtime
+            .get_all_secrets(&s, &find(None, &[("team", "payments")]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        payments.len(),
+        30,
+        "29 bulk (bulk-00 disabled) and api-config"
+    );
+    assert!(payments.contains_key("api-config"));
+    let both = text_map(
+        runtime
+            .get_all_secrets(
+                &s,
+                &find(Some("config"), &[("team", "payments"), ("env", "prod")]),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(both.keys().collect::<Vec<_>>(), ["api-config"]);
+    let e = provider_error(
+        runtime
+            .get_all_secrets(
+                &s,
+                &FindCriteria {
+                    path: Some("x".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&e, ProviderError::Unsupported(m) if m.contains("find.path")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn managed_identities_come_from_imds_with_the_metadata_header() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let user = mi_store(Some("mi-client-id"));
+    assert_eq!(
+        get(&runtime, &user, "database-connection-string")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Server=db;Password=hunter2")
+    );
+    let system = mi_store(None);
+    assert!(
+        get(&runtime, &system, "api-config")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let imds: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/metadata/"))
+        .collect();
+    assert_eq!(imds.len(), 2, "{imds:?}");
+    assert_eq!(imds[0].host, "169.254.169.254");
+    assert!(
+        imds[0]
+            .query
+            .contains(&("client_id".into(), "mi-client-id".into()))
+    );
+    assert!(
+        imds[0]
+            .query
+            .contains(&("resource".into(), "https://vault.azure.net".into()))
+    );
+    assert!(!imds[1].query.iter().any(|(k, _)| k == "client_id"));
+
+    let unknown = mi_store(Some("someone-else"));
+    let e = provider_error(get(&runtime, &unknown, "api-config").await.unwrap_err());
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("IMDS answered 400") && m.contains("Identity not found")),
+        "{e}"
+    );
+}
+
+/// Reads the seeded connection string through `s` and returns the token request it took.
+async fn read_with_a_new_token(
+    runtime: &Runtime,
+    s: &airlock::backend::StoreContext,
+    fake: &FakeAzure,
+) -> airlock_testenv::fakes::azurekv::Recorded {
+    assert_eq!(
+        get(runtime, s, "database-connection-string")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Server=db;Password=hunter2")
+    );
+    fake.requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/token"))
+        .expect("a token request")
+}
+
+#[tokio::test]
+async fn workload_identity_exchanges_the_service_account_token() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = store(
+        "azurekv",
+        "azure-wi",
+        json!({"vaultUrl": VAULT, "authType": "WorkloadIdentity", "tenantId": TENANT,
+               "serviceAccountRef": {"name": "workload"}}),
+    );
+    let token = read_with_a_new_token(&runtime, &s, &fake).await;
+    assert!(
+        token
+            .form
+            .contains(&("client_id".into(), "wi-client".into()))
+    );
+    assert!(token.form.contains(&(
+        "client_assertion_type".into(),
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()
+    )));
+}
+
+#[tokio::test]
+async fn push_tags_managed_by_refuses_foreign_secrets_and_delete_removes_only_managed_ones() {
+    let fake = seeded();
+    fake.set_secret("foreign", "theirs", &[("owner", "someone")]);
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let push = |key: &str, property: Option<&str>, value: &str| PushRequest {
+        remote: PushRef {
+            remote_key: key.into(),
+            property: property.map(str::to_string),
+        },
+        value: SecretValue::new(value.as_bytes().to_vec()),
+        metadata: None,
+    };
+    runtime
+        .push_secret(&s, &push("pushed", None, "v1"))
+        .await
+        .expect("push");
+    let (value, tags) = fake.secret("pushed").unwrap();
+    assert_eq!(value, "v1");
+    assert_eq!(
+        tags.get("managed-by").map(String::as_str),
+        Some("external-secrets")
+    );
+    runtime
+        .push_secret(&s, &push("pushed-json", Some("user"), "svc"))
+        .await
+        .expect("push");
+    runtime
+        .push_secret(&s, &push("pushed-json", Some("pass"), "pw"))
+        .await
+        .expect("push");
+    let (value, _) = fake.secret("pushed-json").unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&value).unwrap(),
+        json!({"user": "svc", "pass": "pw"})
+    );
+
+    let e = provider_error(
+        runtime
+            .push_secret(&s, &push("foreign", None, "mine"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("not managed by external-secrets")),
+        "{e}"
+    );
+    assert_eq!(fake.secret("foreign").unwrap().0, "theirs");
+    let exists = |key: &str| PushRef {
+        remote_key: key.into(),
+        property: None,
+    };
+    assert!(runtime.secret_exists(&s, &exists("pushed")).await.unwrap());
+    assert!(!runtime.secret_exists(&s, &exists("never")).await.unwrap());
+
+    let e = provider_error(
+        runtime
+            .delete_secret(&s, &exists("foreign"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(&e, ProviderError::AccessDenied(_)), "{e}");
+    runtime
+        .delete_secret(&s, &exists("pushed"))
+        .await
+        .expect("delete");
+    assert!(fake.is_deleted("pushed") && fake.secret("pushed").is_none());
+    runtime
+        .delete_secret(&s, &exists("never"))
+        .await
+        .expect("absent is deleted");
+}
+
+#[tokio::test]
+async fn a_bad_secret_or_a_principal_without_access_is_access_denied() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "wrong-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let e = provider_error(get(&runtime, &s, "api-config").await.unwrap_err());
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("AADSTS7000215")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("wrong-secret"), "{e}");
+    let e = provider_error(runtime.validate(&s).await.unwrap_err());
+    assert!(matches!(&e, ProviderError::AccessDenied(_)), "{e}");
+
+    let creds = StaticCredentials::default()
+        .with_secret("team-a", "azure-sp", "client-id", b"no-access")
+        .with_secret("team-a", "azure-sp", "client-secret", b"its-secret");
+    let denied = runtime_with(creds);
+    install(
+        &denied,
+        "azurekv",
+        airlock_test_artifacts::AZUREKV,
+        grants_for(&fake, &REAL_HOSTS),
+    )
+    .await;
+    let e = provider_error(get(&denied, &s, "api-config").await.unwrap_err());
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("403") && m.contains("Forbidden")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_host_outside_the_grant_is_refused_naming_the_host_to_grant() {
+    let fake = seeded();
+    // IMDS is not granted by default: a managed identity needs the admin to add it.
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS[..2]).await;
+    let e = get(&runtime, &mi_store(None), "api-config")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "add http://169.254.169.254 to spec.allowedOutboundHosts of the Provider \"azurekv\""
+        ),
+        "{e}"
+    );
+    let only_login = azure_runtime(&fake, "app-secret", &REAL_HOSTS[1..2]).await;
+    let e = get(&only_login, &sp_store(), "api-config")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("add {VAULT} to spec.allowedOutboundHosts")),
+        "{e}"
+    );
+    assert!(
+        fake.requests().iter().all(|r| r.path.ends_with("/token")),
+        "{:?}",
+        fake.requests()
+    );
+}
+
+/// The seed's Azure SecretStore and ExternalSecret, as written in
+/// tests/data/seed/docs-manifests.yaml.
+fn seed_azure_manifests() -> (Value, Value) {
+    use serde::Deserialize;
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(include_str!(
+        "../../tests/data/seed/docs-manifests.yaml"
+    ))
+    .map(|d| Value::deserialize(d).expect("YAML"))
+    .collect();
+    let named = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the seed has no {kind} {name}"))
+    };
+    (
+        named("SecretStore", "azure-keyvault"),
+        named("ExternalSecret", "azure-secret"),
+    )
+}
+
+#[tokio::test]
+async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failures_keep_the_data() {
+    use airlock::controller::{self, Config};
+    use airlock::crd::{ExternalSecret, Provider, SecretStore};
+    use base64::Engine as _;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Api;
+
+    let fake = seeded();
+    fake.add_managed_identity(Some("client-id-of-managed-identity"), None, Access::Full);
+    let cp = airlock_testenv::ControlPlane::shared();
+    let client = cp.client();
+    cluster::install_crds(&client).await;
+    let ns = cp.new_namespace("azurekv").await.expect("namespace");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+
+    let providers = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        airlock_test_artifacts::AZUREKV,
+        providers.path().join("airlock_provider_azurekv.wasm"),
+    )
+    .unwrap();
+    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    let provider_api: Api<Provider> = Api::all(client.clone());
+    let provider = |hosts: &[&str]| {
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "azurekv"},
+               "spec": {"module": {"path": "airlock_provider_azurekv.wasm"},
+                        "allowedOutboundHosts": hosts,
+                        "allowedCidrs": ["127.0.0.0/8"],
+                        "caBundle": base64::engine::general_purpose::STANDARD.encode(fake.ca_pem()),
+                        "hostAliases": [
+                            {"hostnames": ["my-keyvault.vault.azure.net", "login.microsoftonline.com"],
+                             "address": format!("127.0.0.1:{}", fake.https_port())},
+                            {"hostnames": ["169.254.169.254"],
+                             "address": format!("127.0.0.1:{}", fake.imds_port())}]}})
+    };
+    cluster::apply(&provider_api, provider(&REAL_HOSTS)).await;
+    cluster::eventually("the azurekv provider loaded", || async {
+        runtime.provider("azurekv").map(|_| ())
+    })
+    .await;
+
+    // The seed's manifests, unchanged.
+    let (store, external_secret) = seed_azure_manifests();
+    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
+    let external_secrets: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    // They are v1beta1 objects: applied as such, read back at v1.
+    let beta = |kind: &str, plural: &str| {
+        let resource = kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("external-secrets.io", "v1beta1", kind),
+            plural,
+        );
+        Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &resource)
+    };
+    let beta_stores = beta("SecretStore", "secretstores");
+    cluster::apply(&beta_stores, store.clone()).await;
+    cluster::apply(&beta("ExternalSecret", "externalsecrets"), external_secret).await;
+    cluster::ready_message(&stores, "azure-keyvault", "True", "").await;
+    cluster::ready_message(&external_secrets, "azure-secret", "True", "").await;
+    assert_eq!(
+        cluster::secret_text(&secrets, "my-azure-secret").await,
+        Some(cluster::string_map(&[(
+            "connection-string",
+            "Server=db;Password=hunter2"
+        )]))
+    );
+    let imds = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.starts_with("/metadata/"))
+        .expect("an IMDS request");
+    assert!(
+        imds.query
+            .contains(&("client_id".into(), "client-id-of-managed-identity".into()))
+    );
+
+    // find by tags and extract, refreshed every second.
+    let more = |extra_key: &str| {
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "azure-more"},
+               "spec": {"refreshInterval": "1s",
+                        "secretStoreRef": {"name": "azure-keyvault", "kind": "SecretStore"},
+                        "target": {"name": "azure-more"},
+                        "data": [{"secretKey": "extra", "remoteRef": {"key": extra_key}}],
+                        "dataFrom": [
+                            {"find": {"tags": {"team": "payments"}}},
+                            {"extract": {"key": "api-config"}}]}})
+    };
+    cluster::apply(&external_secrets, more("database-connection-string")).await;
+    cluster::ready_message(&external_secrets, "azure-more", "True", "").await;
+    let expected = cluster::string_map(&[
+        ("api-config", r#"{"user":"svc","nested":{"port":5432}}"#),
+        ("extra", "Server=db;Password=hunter2"),
+        ("nested", r#"{"port":5432}"#),
+        ("user", "svc"),
+    ]);
+    assert_eq!(
+        cluster::secret_text(&secrets, "azure-more").await,
+        Some(expected.clone())
+    );
+
+    // A missing secret: Ready=False, the data stays.
+    cluster::apply(&external_secrets, more("no-such-secret")).await;
+    cluster::ready_message(
+        &external_secrets,
+        "azure-more",
+        "False",
+        "could not get secret data from provider",
+    )
+    .await;
+    cluster::failure_event(&client, &ns, "azure-more", "no-such-secret").await;
+    assert_eq!(
+        cluster::secret_text(&secrets, "azure-more").await,
+        Some(expected.clone())
+    );
+    cluster::apply(&external_secrets, more("database-connection-string")).await;
+    cluster::ready_message(&external_secrets, "azure-more", "True", "").await;
+
+    // A bad credential (an identity IMDS does not know): Ready=False, the data stays.
+    let mut wrong = store.clone();
+    wrong["spec"]["provider"]["azurekv"]["identityId"] = json!("revoked-identity");
+    cluster::apply(&beta_stores, wrong).await;
+    cluster::failure_event(&client, &ns, "azure-more", "Identity not found").await;
+    cluster::ready_message(&external_secrets, "azure-more", "False", "").await;
+    assert_eq!(
+        cluster::secret_text(&secrets, "azure-more").await,
+        Some(expected.clone())
+    );
+    cluster::apply(&beta_stores, store).await;
+    cluster::ready_message(&external_secrets, "azure-more", "True", "").await;
+
+    // The vault no longer granted: the egress refusal names the host to grant.
+    cluster::apply(&provider_api, provider(&REAL_HOSTS[1..])).await;
+    cluster::failure_event(
+        &client,
+        &ns,
+        "azure-more",
+        "add https://my-keyvault.vault.azure.net to spec.allowedOutboundHosts",
+    )
+    .await;
+    assert_eq!(
+        cluster::secret_text(&secrets, "azure-more").await,
+        Some(expected)
+    );
+}
+
+/// A runtime whose Secret `azure-cert` holds application `cert-app`'s ID and PEM.
+async fn cert_runtime(fake: &FakeAzure, pem: &str) -> Runtime {
+    let creds = StaticCredentials::default()
+        .with_secret("team-a", "azure-cert", "client-id", b"cert-app")
+        .with_secret("team-a", "azure-cert", "tls.pem", pem.as_bytes());
+    let runtime = runtime_with(creds);
+    install(
+        &runtime,
+        "azurekv",
+        airlock_test_artifacts::AZUREKV,
+        grants_for(fake, &REAL_HOSTS),
+    )
+    .await;
+    runtime
+}
+
+#[tokio::test]
+async fn a_client_certificate_signs_the_assertion_entra_id_verifies() {
+    let fake = seeded();
+    let pem = include_str!("../../tests/data/azurekv/client.pem");
+    let (cert, public_key) = airlock_testenv::fakes::azurekv::certificate_parts(pem);
+    fake.add_client_certificate("cert-app", &cert, &public_key, Access::Full);
+    let runtime = cert_runtime(&fake, pem).await;
+    let s = store(
+        "azurekv",
+        "azure-cert",
+        json!({"vaultUrl": VAULT, "tenantId": TENANT,
+               "authSecretRef": {"clientId": {"name": "azure-cert", "key": "client-id"},
+                                 "clientCertificate": {"name": "azure-cert", "key": "tls.pem"}}}),
+    );
+    let token = read_with_a_new_token(&runtime, &s, &fake).await;
+    assert!(
+        token
+            .form
+            .contains(&("client_assertion".into(), "<set>".into()))
+    );
+
+    // Another key under the same certificate name is refused by Entra ID.
+    let other = FakeAzure::start(TENANT);
+    other.add_client_certificate("cert-app", &cert, b"not-this-key", Access::Full);
+    let runtime = cert_runtime(&other, pem).await;
+    let e = provider_error(get(&runtime, &s, "x").await.unwrap_err());
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("AADSTS700027")),
+        "{e}"
+    );
+}

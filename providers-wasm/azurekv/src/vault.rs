@@ -1,0 +1,449 @@
+//! Key Vault REST API 7.4: secrets, certificates and keys by name and version, listings
+//! over `nextLink`, and writes guarded by ESO's `managed-by` tag.
+
+use std::collections::BTreeMap;
+
+use airlock_provider_sdk::find::NameMatcher;
+use airlock_provider_sdk::http::{self, Request, Response};
+use airlock_provider_sdk::paging::for_each_page;
+use airlock_provider_sdk::{
+    Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
+};
+use base64::Engine as _;
+use serde_json::Value as Json;
+
+use crate::auth::{Tokens, origin};
+use crate::config::Config;
+
+/// The REST API version sent with every request.
+pub const API_VERSION: &str = "7.4";
+/// Page size of listings (Key Vault's maximum).
+pub const MAX_RESULTS: usize = 25;
+/// Pages of one listing before giving up (25 000 secrets).
+pub const MAX_PAGES: usize = 1000;
+/// ESO's ownership tag on pushed secrets.
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "external-secrets");
+
+/// A secret's tags.
+pub type Tags = BTreeMap<String, String>;
+
+/// What a `remoteRef.key` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `secret/<name>` or a bare name.
+    Secret,
+    /// `cert/<name>`: the certificate's DER.
+    Certificate,
+    /// `key/<name>`: the public JSON Web Key.
+    Key,
+}
+
+/// Splits ESO's `secret/`, `cert/`, `key/` prefix off `key` and checks the name.
+pub fn parse_key(key: &str) -> Result<(Kind, &str), Error> {
+    let (kind, name) = match key.split_once('/') {
+        Some(("secret", n)) => (Kind::Secret, n),
+        Some(("cert", n)) => (Kind::Certificate, n),
+        Some(("key", n)) => (Kind::Key, n),
+        _ => (Kind::Secret, key),
+    };
+    check_name(name)?;
+    Ok((kind, name))
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.len() > 127
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Error::invalid_request(format!(
+            "{name:?} is not a Key Vault object name (1-127 of 0-9, a-z, A-Z, -), optionally prefixed with secret/, cert/ or key/"
+        )));
+    }
+    Ok(())
+}
+
+/// One store's vault.
+#[derive(Debug)]
+pub struct Vault<'a> {
+    config: &'a Config,
+    tokens: Tokens<'a>,
+}
+
+impl<'a> Vault<'a> {
+    /// The vault of `config`.
+    pub fn new(config: &'a Config) -> Self {
+        Vault {
+            config,
+            tokens: Tokens::new(config),
+        }
+    }
+
+    /// Gets a token, proving the credentials.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.tokens.get().map(|_| ())
+    }
+
+    fn url(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!(
+            "{}/{path}{sep}api-version={API_VERSION}",
+            self.config.vault_url
+        )
+    }
+
+    /// Sends one request with the token; a refused cached token is replaced once.
+    fn send(&self, method: &str, url: &str, body: Option<&Json>) -> Result<Response, Error> {
+        let mut retried = false;
+        loop {
+            let mut request = Request::new(method, url)
+                .header("Accept", "application/json")
+                .header("Authorization", format!("Bearer {}", self.tokens.get()?));
+            if let Some(body) = body {
+                request = request
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string());
+            }
+            let response = http::send(&request).map_err(|e| match e {
+                Error::Unavailable(m) if m.contains("denied") => Error::Unavailable(format!(
+                    "{m}; to use this vault, add {} to spec.allowedOutboundHosts of the Provider \"azurekv\"",
+                    origin(&self.config.vault_url)
+                )),
+                other => other,
+            })?;
+            if response.status == 401 && !retried {
+                self.tokens.forget();
+                retried = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// `GET` an object; `None` on 404.
+    fn get_object(&self, path: &str) -> Result<Option<Json>, Error> {
+        let response = self.send("GET", &self.url(path), None)?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if !response.is_success() {
+            return Err(error(&format!("GET {path}"), &response));
+        }
+        body(&format!("GET {path}"), &response).map(Some)
+    }
+
+    fn object_path(kind: Kind, name: &str, version: Option<&str>) -> Result<String, Error> {
+        let collection = match kind {
+            Kind::Secret => "secrets",
+            Kind::Certificate => "certificates",
+            Kind::Key => "keys",
+        };
+        match version.filter(|v| !v.is_empty() && *v != "latest") {
+            Some(v) if v.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                Ok(format!("{collection}/{name}/{v}"))
+            }
+            Some(v) => Err(Error::invalid_request(format!(
+                "version {v:?} is not a Key Vault version ID"
+            ))),
+            None => Ok(format!("{collection}/{name}")),
+        }
+    }
+
+    /// ESO's `GetSecret`.
+    pub fn get(&self, reference: &RemoteRef) -> Result<Value, Error> {
+        let (kind, name) = parse_key(&reference.key)?;
+        let path = Self::object_path(kind, name, reference.version.as_deref())?;
+        let Some(object) = self.get_object(&path)? else {
+            return Ok(None);
+        };
+        if reference.metadata_policy == MetadataPolicy::Fetch {
+            let tags = object
+                .get("tags")
+                .cloned()
+                .unwrap_or(Json::Object(Default::default()));
+            return Ok(match &reference.property {
+                Some(p) => tags
+                    .get(p)
+                    .and_then(Json::as_str)
+                    .map(|v| v.as_bytes().to_vec()),
+                None => Some(tags.to_string().into_bytes()),
+            });
+        }
+        let value = match kind {
+            Kind::Secret => object["value"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec(),
+            Kind::Certificate => {
+                let cer = object["cer"].as_str().unwrap_or_default();
+                base64::engine::general_purpose::STANDARD
+                    .decode(cer)
+                    .map_err(|e| Error::other(format!("GET {path}: cer is not base64 ({e})")))?
+            }
+            Kind::Key => object["key"].to_string().into_bytes(),
+        };
+        match &reference.property {
+            Some(p) => json::select(&value, p),
+            None => Ok(Some(value)),
+        }
+    }
+
+    /// Every enabled secret's name and tags, over every page.
+    fn list(&self) -> Result<Vec<(String, Tags)>, Error> {
+        let first = self.url(&format!("secrets?maxresults={MAX_RESULTS}"));
+        let prefix = format!("{}/", origin(&self.config.vault_url));
+        let mut out = Vec::new();
+        let mut pages = 0;
+        for_each_page(|next: Option<&str>| {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(Error::other(format!(
+                    "GET secrets: more than {MAX_PAGES} pages; giving up"
+                )));
+            }
+            let response = self.send("GET", next.unwrap_or(&first), None)?;
+            if !response.is_success() {
+                return Err(error("GET secrets", &response));
+            }
+            let page = body("GET secrets", &response)?;
+            for item in page["value"].as_array().into_iter().flatten() {
+                if item["attributes"]["enabled"].as_bool() == Some(false) {
+                    continue;
+                }
+                let Some(name) = item["id"].as_str().and_then(|id| id.rsplit('/').next()) else {
+                    continue;
+                };
+                let tags = item["tags"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((name.to_string(), tags));
+            }
+            // The token must not travel elsewhere: only this vault's links are followed.
+            Ok(page["nextLink"]
+                .as_str()
+                .filter(|l| l.starts_with(&prefix) || l.starts_with(&self.config.vault_url))
+                .map(str::to_string))
+        })?;
+        Ok(out)
+    }
+
+    /// ESO's `GetAllSecrets`: secrets by name regexp and tags.
+    pub fn find(&self, criteria: &Find) -> Result<Vec<SecretEntry>, Error> {
+        if criteria.path.is_some() {
+            return Err(Error::unsupported(
+                "find.path is not supported by Azure Key Vault: use find.name or find.tags",
+            ));
+        }
+        let names = NameMatcher::new(criteria)?;
+        let mut entries = Vec::new();
+        for (name, tags) in self.list()? {
+            let tagged = criteria
+                .tags
+                .iter()
+                .all(|(k, v)| tags.get(k).is_some_and(|t| t == v));
+            if !tagged || !names.matches(&name) {
+                continue;
+            }
+            if let Some(value) = self.get(&RemoteRef {
+                key: name.clone(),
+                property: None,
+                version: None,
+                metadata_policy: MetadataPolicy::None,
+            })? {
+                entries.push(SecretEntry { key: name, value });
+            }
+        }
+        Ok(entries)
+    }
+
+    fn current(&self, name: &str) -> Result<Option<Json>, Error> {
+        self.get_object(&format!("secrets/{name}"))
+    }
+
+    fn push_name(remote: &str) -> Result<&str, Error> {
+        match parse_key(remote)? {
+            (Kind::Secret, name) => Ok(name),
+            _ => Err(Error::unsupported(
+                "pushing certificates and keys is not supported: push to a secret (no prefix or secret/)",
+            )),
+        }
+    }
+
+    fn managed(name: &str, existing: &Json) -> Result<(), Error> {
+        if existing["tags"][MANAGED_BY.0].as_str() == Some(MANAGED_BY.1) {
+            Ok(())
+        } else {
+            Err(Error::access_denied(format!(
+                "secret {name:?} exists and is not managed by external-secrets (no tag {}={}): refusing to change it",
+                MANAGED_BY.0, MANAGED_BY.1
+            )))
+        }
+    }
+
+    /// ESO's `PushSecret`.
+    pub fn push(&self, request: &PushRequest) -> Result<(), Error> {
+        let name = Self::push_name(&request.remote.remote_key)?;
+        let existing = self.current(name)?;
+        if let Some(existing) = &existing {
+            Self::managed(name, existing)?;
+        }
+        let old = existing
+            .as_ref()
+            .and_then(|e| e["value"].as_str())
+            .map(|v| v.as_bytes().to_vec());
+        let value = match &request.remote.property {
+            Some(p) => json::set_property(old.as_deref(), p, &request.value)?,
+            None => request.value.clone(),
+        };
+        let value = String::from_utf8(value).map_err(|_| {
+            Error::invalid_request("Key Vault secret values are text: the value is not UTF-8")
+        })?;
+        let mut tags = serde_json::Map::new();
+        if let Some(meta) = &request.metadata {
+            let meta: Json = serde_json::from_str(meta)
+                .map_err(|e| Error::invalid_request(format!("push metadata: {e}")))?;
+            for (k, v) in meta["spec"]["tags"].as_object().into_iter().flatten() {
+                tags.insert(
+                    k.clone(),
+                    Json::String(v.as_str().unwrap_or_default().into()),
+                );
+            }
+        }
+        tags.insert(MANAGED_BY.0.into(), Json::String(MANAGED_BY.1.into()));
+        let tags = Json::Object(tags);
+        if old.as_deref() == Some(value.as_bytes())
+            && existing.as_ref().is_some_and(|e| e["tags"] == tags)
+        {
+            return Ok(());
+        }
+        let body = serde_json::json!({"value": value, "tags": tags});
+        let path = format!("secrets/{name}");
+        let response = self.send("PUT", &self.url(&path), Some(&body))?;
+        if !response.is_success() {
+            return Err(error(&format!("PUT {path}"), &response));
+        }
+        Ok(())
+    }
+
+    /// ESO's `DeleteSecret`: absent is done; only managed secrets are deleted.
+    pub fn delete(&self, reference: &PushRef) -> Result<(), Error> {
+        let name = Self::push_name(&reference.remote_key)?;
+        let Some(existing) = self.current(name)? else {
+            return Ok(());
+        };
+        Self::managed(name, &existing)?;
+        if let Some(property) = &reference.property {
+            let mut object: Json = serde_json::from_str(existing["value"].as_str().unwrap_or("{}"))
+                .unwrap_or(Json::Object(Default::default()));
+            if let Some(map) = object.as_object_mut() {
+                map.remove(property);
+                if !map.is_empty() {
+                    let body =
+                        serde_json::json!({"value": object.to_string(), "tags": existing["tags"]});
+                    let path = format!("secrets/{name}");
+                    let response = self.send("PUT", &self.url(&path), Some(&body))?;
+                    if !response.is_success() {
+                        return Err(error(&format!("PUT {path}"), &response));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let path = format!("secrets/{name}");
+        let response = self.send("DELETE", &self.url(&path), None)?;
+        if !response.is_success() && response.status != 404 {
+            return Err(error(&format!("DELETE {path}"), &response));
+        }
+        Ok(())
+    }
+
+    /// ESO's `SecretExists`.
+    pub fn exists(&self, reference: &PushRef) -> Result<bool, Error> {
+        let name = Self::push_name(&reference.remote_key)?;
+        let Some(existing) = self.current(name)? else {
+            return Ok(false);
+        };
+        Ok(match &reference.property {
+            Some(p) => json::select(existing["value"].as_str().unwrap_or_default().as_bytes(), p)
+                .ok()
+                .flatten()
+                .is_some(),
+            None => true,
+        })
+    }
+}
+
+/// Key Vault's `error.code: error.message`, else the body's start.
+pub fn message(response: &Response) -> String {
+    let parsed: Option<Json> = serde_json::from_slice(&response.body).ok();
+    match parsed.as_ref().map(|j| &j["error"]) {
+        Some(e) if e.is_object() => {
+            let code = e["code"].as_str().unwrap_or_default();
+            let text = e["message"].as_str().unwrap_or_default();
+            let first = text.lines().next().unwrap_or_default();
+            format!("{code}: {first}")
+        }
+        _ => String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
+            .trim()
+            .to_string(),
+    }
+}
+
+/// The contract error for a non-2xx answer to `what`.
+pub fn error(what: &str, response: &Response) -> Error {
+    let text = response.describe("azure key vault", what, &message(response));
+    match response.status {
+        409 => Error::invalid_request(text),
+        _ => response.status_error(text),
+    }
+}
+
+fn body(what: &str, response: &Response) -> Result<Json, Error> {
+    serde_json::from_slice(&response.body).map_err(|e| {
+        Error::other(format!(
+            "azure key vault's answer to {what} is not JSON ({e})"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_pick_the_object_kind_and_names_are_checked() {
+        assert_eq!(parse_key("db").unwrap(), (Kind::Secret, "db"));
+        assert_eq!(parse_key("secret/db").unwrap(), (Kind::Secret, "db"));
+        assert_eq!(parse_key("cert/tls").unwrap(), (Kind::Certificate, "tls"));
+        assert_eq!(parse_key("key/sign").unwrap(), (Kind::Key, "sign"));
+        assert!(matches!(
+            parse_key("../keys/x"),
+            Err(Error::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            parse_key("secret/a b"),
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn key_vault_errors_keep_code_and_first_line() {
+        let response = Response {
+            status: 403,
+            headers: vec![],
+            body:
+                br#"{"error":{"code":"Forbidden","message":"Caller is not authorized.\r\nMore"}}"#
+                    .to_vec(),
+        };
+        let e = error("GET secrets/x", &response);
+        assert!(
+            matches!(&e, Error::AccessDenied(m) if m == "azure key vault answered 403 to GET secrets/x: Forbidden: Caller is not authorized."),
+            "{e:?}"
+        );
+    }
+}

@@ -278,6 +278,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "doppler".into(),
             "fake".into(),
             "gitlab".into(),
+            "onepassword".into(),
             "vault".into()
         ])
     );
@@ -346,6 +347,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "azurekv".into(),
             "doppler".into(),
             "gitlab".into(),
+            "onepassword".into(),
             "vault".into()
         ])
     );

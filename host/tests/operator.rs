@@ -1832,3 +1832,255 @@ async fn property_takes_gjson_paths_as_eso_does() {
         ]))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// PushSecret (issue 19) through the fake provider: what was pushed is read back by
+// ExternalSecrets from the same store (the fake serves pushed values first).
+
+use airlock::crd::PushSecret;
+
+impl Env {
+    async fn push_secret(&self, name: &str, spec: Value) {
+        apply(
+            &self.api::<PushSecret>(),
+            json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+                   "metadata": {"name": name, "namespace": self.ns}, "spec": spec}),
+        )
+        .await;
+    }
+
+    async fn source_secret(&self, name: &str, data: Value) {
+        apply(
+            &self.api::<Secret>(),
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": name, "namespace": self.ns, "labels": {"push": "me"}},
+                   "stringData": data}),
+        )
+        .await;
+    }
+
+    /// Waits for the PushSecret's Ready condition with `status`, `reason` and a message
+    /// containing `needle`; returns the PushSecret.
+    async fn push_ready(&self, name: &str, status: &str, reason: &str, needle: &str) -> PushSecret {
+        let api = self.api::<PushSecret>();
+        eventually(
+            &format!("PushSecret {name} Ready={status} {reason} mentioning {needle:?}"),
+            || async {
+                let ps = api.get(name).await.ok()?;
+                let c = ps.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.clone();
+                (format!("{:?}", c.status) == status
+                    && c.reason.as_deref() == Some(reason)
+                    && c.message.as_deref().unwrap_or_default().contains(needle))
+                .then_some(ps)
+            },
+        )
+        .await
+    }
+
+    /// An ExternalSecret reading `(secretKey, key, property)` refs from `store` every second.
+    async fn reader(&self, name: &str, store: &str, refs: &[(&str, &str, Option<&str>)]) {
+        let data: Vec<Value> = refs
+            .iter()
+            .map(|(k, key, property)| json!({"secretKey": k, "remoteRef": {"key": key, "property": property}}))
+            .collect();
+        self.external_secret(
+            name,
+            json!({"refreshInterval": "1s", "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                   "target": {"name": name}, "data": data}),
+        )
+        .await;
+    }
+}
+
+fn synced_keys(ps: &PushSecret, store: &str) -> Vec<String> {
+    ps.status
+        .as_ref()
+        .and_then(|s| s.synced_push_secrets.as_ref())
+        .and_then(|m| m.get(store))
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes_with_delete_policy()
+ {
+    let env = start("ps-fake").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.source_secret("source", json!({"password": "p1", "user": "u1"}))
+        .await;
+    let entry = |key: Option<&str>, remote: &str| json!({"match": {"secretKey": key, "remoteRef": {"remoteKey": remote}}});
+    let spec = |data: Value| {
+        json!({"refreshInterval": "1s", "deletionPolicy": "Delete",
+               "secretStoreRefs": [{"name": "fake-store"}],
+               "selector": {"secret": {"name": "source"}}, "data": data})
+    };
+    env.push_secret(
+        "push",
+        spec(json!([entry(Some("password"), "app/password"), entry(None, "app/whole")])),
+    )
+    .await;
+    let ps = env
+        .push_ready("push", "True", "Synced", "PushSecret synced successfully")
+        .await;
+    assert!(ps.finalizers().iter().any(|f| f == "pushsecret.externalsecrets.io/finalizer"));
+    assert_eq!(
+        synced_keys(&ps, "SecretStore/fake-store"),
+        ["app/password", "app/whole"]
+    );
+    env.reader(
+        "reader",
+        "fake-store",
+        &[("password", "app/password", None), ("user", "app/whole", Some("user"))],
+    )
+    .await;
+    eventually("the pushed values read back", || async {
+        (env.secret_data("reader").await? == string_map(&[("password", "p1"), ("user", "u1")]))
+            .then_some(())
+    })
+    .await;
+
+    // A changed source Secret is pushed again at the next refresh.
+    env.source_secret("source", json!({"password": "p2", "user": "u1"}))
+        .await;
+    eventually("the updated value read back", || async {
+        (env.secret_data("reader").await?.get("password")? == "p2").then_some(())
+    })
+    .await;
+
+    // An entry dropped from data[] is deleted at the provider.
+    env.push_secret("push", spec(json!([entry(Some("password"), "app/password")])))
+        .await;
+    eventually("app/whole dropped from the status", || async {
+        let ps = env.api::<PushSecret>().get("push").await.ok()?;
+        (synced_keys(&ps, "SecretStore/fake-store") == ["app/password"]).then_some(())
+    })
+    .await;
+    env.reader("whole-reader", "fake-store", &[("user", "app/whole", Some("user"))])
+        .await;
+    env.ready("whole-reader", "False", "SecretSyncedError").await;
+
+    // Deleting the PushSecret deletes what it pushed, then lets it go.
+    env.api::<PushSecret>()
+        .delete("push", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the PushSecret gone", || async {
+        env.api::<PushSecret>().get_opt("push").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    env.reader("after", "fake-store", &[("password", "app/password", None)])
+        .await;
+    env.ready("after", "False", "SecretSyncedError").await;
+}
+
+#[tokio::test]
+async fn if_not_exists_keeps_remote_values_and_deletion_policy_none_leaves_them() {
+    let env = start("ps-fake-ine").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.source_secret("source", json!({"value": "pushed"})).await;
+    env.push_secret(
+        "push",
+        json!({"updatePolicy": "IfNotExists", "secretStoreRefs": [{"labelSelector": {"matchLabels": {}}}],
+               "selector": {"secret": {"selector": {"matchLabels": {"push": "me"}}}},
+               "data": [
+                   {"match": {"secretKey": "value", "remoteRef": {"remoteKey": "staging/database"}}},
+                   {"match": {"secretKey": "value", "remoteRef": {"remoteKey": "new/key"}}}]}),
+    )
+    .await;
+    let ps = env
+        .push_ready(
+            "push",
+            "True",
+            "Synced",
+            "PushSecret synced successfully. Existing secrets in providers unchanged.",
+        )
+        .await;
+    assert!(ps.finalizers().is_empty(), "{:?}", ps.finalizers());
+    env.reader(
+        "reader",
+        "fake-store",
+        &[("existing", "staging/database", None), ("new", "new/key", None)],
+    )
+    .await;
+    eventually("the existing value kept and the new one pushed", || async {
+        (env.secret_data("reader").await? == string_map(&[("existing", "stage"), ("new", "pushed")]))
+            .then_some(())
+    })
+    .await;
+    env.api::<PushSecret>()
+        .delete("push", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the PushSecret gone", || async {
+        env.api::<PushSecret>().get_opt("push").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    env.reader("after", "fake-store", &[("new", "new/key", None)])
+        .await;
+    eventually("the pushed value still there", || async {
+        (env.secret_data("after").await? == string_map(&[("new", "pushed")])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_push_input_gives_a_clear_condition_and_pushes_nothing() {
+    let env = start("ps-fake-bad").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.source_secret("source", json!({"value": "pushed"})).await;
+    let spec = |stores: Value, secret: &str, key: &str| {
+        json!({"secretStoreRefs": stores, "selector": {"secret": {"name": secret}},
+               "data": [{"match": {"secretKey": key, "remoteRef": {"remoteKey": "bad/key"}}}]})
+    };
+    let by_name = json!([{"name": "fake-store"}]);
+    env.push_secret("missing-key", spec(by_name.clone(), "source", "nope"))
+        .await;
+    env.push_secret("missing-source", spec(by_name.clone(), "absent", "value"))
+        .await;
+    env.push_secret(
+        "no-store",
+        spec(json!([{"labelSelector": {"matchLabels": {"tier": "none"}}}]), "source", "value"),
+    )
+    .await;
+    env.push_secret("missing-store", spec(json!([{"name": "absent"}]), "source", "value"))
+        .await;
+    // A read-only provider (the hostile guest declares ReadOnly).
+    std::fs::copy(
+        airlock_test_artifacts::HOSTILE,
+        env._providers.path().join("hostile.wasm"),
+    )
+    .expect("copy hostile.wasm");
+    apply(
+        &Api::<Provider>::all(env.client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "readonly"}, "spec": {"module": {"path": "hostile.wasm"}}}),
+    )
+    .await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "read-only", "namespace": env.ns},
+               "spec": {"provider": {"readonly": {}}}}),
+    )
+    .await;
+    env.push_secret("read-only", spec(json!([{"name": "read-only"}]), "source", "value"))
+        .await;
+
+    for (name, needle) in [
+        ("missing-key", "secret key nope does not exist"),
+        ("missing-source", "could not get source secret: Secret \"absent\" not found"),
+        ("no-store", "no SecretStore matches the labelSelector of spec.secretStoreRefs[0]"),
+        ("missing-store", "SecretStore \"absent\" not found"),
+        ("read-only", "read-only provider \"readonly\": it cannot receive pushed secrets"),
+    ] {
+        let ps = env.push_ready(name, "False", "Errored", needle).await;
+        assert!(
+            ps.status.as_ref().and_then(|s| s.synced_push_secrets.as_ref()).is_none_or(|m| m.values().all(|v| v.is_empty())),
+            "{name}: {:?}",
+            ps.status
+        );
+    }
+    env.reader("reader", "fake-store", &[("value", "bad/key", None)])
+        .await;
+    env.ready("reader", "False", "SecretSyncedError").await;
+}

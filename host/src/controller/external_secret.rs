@@ -41,7 +41,7 @@ use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
 
 pub use self::coalesce::Coalescer;
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
-pub use self::hash::{created_by, data_hash};
+pub use self::hash::{created_by, data_hash, meta_hash};
 pub use self::stores::{resolve_store, selector_matches, store_for};
 
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).

@@ -1863,18 +1863,11 @@ impl Env {
     /// containing `needle`; returns the PushSecret.
     async fn push_ready(&self, name: &str, status: &str, reason: &str, needle: &str) -> PushSecret {
         let api = self.api::<PushSecret>();
-        eventually(
-            &format!("PushSecret {name} Ready={status} {reason} mentioning {needle:?}"),
-            || async {
-                let ps = api.get(name).await.ok()?;
-                let c = ps.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.clone();
-                (format!("{:?}", c.status) == status
-                    && c.reason.as_deref() == Some(reason)
-                    && c.message.as_deref().unwrap_or_default().contains(needle))
-                .then_some(ps)
-            },
-        )
-        .await
+        cluster::ready_message(&api, name, status, needle).await;
+        let ps = api.get(name).await.expect("the PushSecret");
+        let ready = crate::find_push_ready(&ps);
+        assert_eq!(ready.reason.as_deref(), Some(reason), "{name}: {ready:?}");
+        ps
     }
 
     /// An ExternalSecret reading `(secretKey, key, property)` refs from `store` every second.
@@ -1890,6 +1883,14 @@ impl Env {
         )
         .await;
     }
+}
+
+fn find_push_ready(ps: &PushSecret) -> crd::Condition {
+    let conditions = ps.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .cloned()
+        .expect("a Ready condition")
 }
 
 fn synced_keys(ps: &PushSecret, store: &str) -> Vec<String> {
@@ -1916,13 +1917,20 @@ async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes
     };
     env.push_secret(
         "push",
-        spec(json!([entry(Some("password"), "app/password"), entry(None, "app/whole")])),
+        spec(json!([
+            entry(Some("password"), "app/password"),
+            entry(None, "app/whole")
+        ])),
     )
     .await;
     let ps = env
         .push_ready("push", "True", "Synced", "PushSecret synced successfully")
         .await;
-    assert!(ps.finalizers().iter().any(|f| f == "pushsecret.externalsecrets.io/finalizer"));
+    assert!(
+        ps.finalizers()
+            .iter()
+            .any(|f| f == "pushsecret.externalsecrets.io/finalizer")
+    );
     assert_eq!(
         synced_keys(&ps, "SecretStore/fake-store"),
         ["app/password", "app/whole"]
@@ -1930,7 +1938,10 @@ async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes
     env.reader(
         "reader",
         "fake-store",
-        &[("password", "app/password", None), ("user", "app/whole", Some("user"))],
+        &[
+            ("password", "app/password", None),
+            ("user", "app/whole", Some("user")),
+        ],
     )
     .await;
     eventually("the pushed values read back", || async {
@@ -1948,16 +1959,24 @@ async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes
     .await;
 
     // An entry dropped from data[] is deleted at the provider.
-    env.push_secret("push", spec(json!([entry(Some("password"), "app/password")])))
-        .await;
+    env.push_secret(
+        "push",
+        spec(json!([entry(Some("password"), "app/password")])),
+    )
+    .await;
     eventually("app/whole dropped from the status", || async {
         let ps = env.api::<PushSecret>().get("push").await.ok()?;
         (synced_keys(&ps, "SecretStore/fake-store") == ["app/password"]).then_some(())
     })
     .await;
-    env.reader("whole-reader", "fake-store", &[("user", "app/whole", Some("user"))])
+    env.reader(
+        "whole-reader",
+        "fake-store",
+        &[("user", "app/whole", Some("user"))],
+    )
+    .await;
+    env.ready("whole-reader", "False", "SecretSyncedError")
         .await;
-    env.ready("whole-reader", "False", "SecretSyncedError").await;
 
     // Deleting the PushSecret deletes what it pushed, then lets it go.
     env.api::<PushSecret>()
@@ -1965,7 +1984,12 @@ async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes
         .await
         .expect("delete");
     eventually("the PushSecret gone", || async {
-        env.api::<PushSecret>().get_opt("push").await.ok()?.is_none().then_some(())
+        env.api::<PushSecret>()
+            .get_opt("push")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
     env.reader("after", "fake-store", &[("password", "app/password", None)])
@@ -1977,7 +2001,8 @@ async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes
 async fn if_not_exists_keeps_remote_values_and_deletion_policy_none_leaves_them() {
     let env = start("ps-fake-ine").await;
     env.store("fake-store", json!({"data": fake_data()})).await;
-    env.source_secret("source", json!({"value": "pushed"})).await;
+    env.source_secret("source", json!({"value": "pushed"}))
+        .await;
     env.push_secret(
         "push",
         json!({"updatePolicy": "IfNotExists", "secretStoreRefs": [{"labelSelector": {"matchLabels": {}}}],
@@ -1999,12 +2024,16 @@ async fn if_not_exists_keeps_remote_values_and_deletion_policy_none_leaves_them(
     env.reader(
         "reader",
         "fake-store",
-        &[("existing", "staging/database", None), ("new", "new/key", None)],
+        &[
+            ("existing", "staging/database", None),
+            ("new", "new/key", None),
+        ],
     )
     .await;
     eventually("the existing value kept and the new one pushed", || async {
-        (env.secret_data("reader").await? == string_map(&[("existing", "stage"), ("new", "pushed")]))
-            .then_some(())
+        (env.secret_data("reader").await?
+            == string_map(&[("existing", "stage"), ("new", "pushed")]))
+        .then_some(())
     })
     .await;
     env.api::<PushSecret>()
@@ -2012,7 +2041,12 @@ async fn if_not_exists_keeps_remote_values_and_deletion_policy_none_leaves_them(
         .await
         .expect("delete");
     eventually("the PushSecret gone", || async {
-        env.api::<PushSecret>().get_opt("push").await.ok()?.is_none().then_some(())
+        env.api::<PushSecret>()
+            .get_opt("push")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
     env.reader("after", "fake-store", &[("new", "new/key", None)])
@@ -2027,7 +2061,8 @@ async fn if_not_exists_keeps_remote_values_and_deletion_policy_none_leaves_them(
 async fn bad_push_input_gives_a_clear_condition_and_pushes_nothing() {
     let env = start("ps-fake-bad").await;
     env.store("fake-store", json!({"data": fake_data()})).await;
-    env.source_secret("source", json!({"value": "pushed"})).await;
+    env.source_secret("source", json!({"value": "pushed"}))
+        .await;
     let spec = |stores: Value, secret: &str, key: &str| {
         json!({"secretStoreRefs": stores, "selector": {"secret": {"name": secret}},
                "data": [{"match": {"secretKey": key, "remoteRef": {"remoteKey": "bad/key"}}}]})
@@ -2039,11 +2074,18 @@ async fn bad_push_input_gives_a_clear_condition_and_pushes_nothing() {
         .await;
     env.push_secret(
         "no-store",
-        spec(json!([{"labelSelector": {"matchLabels": {"tier": "none"}}}]), "source", "value"),
+        spec(
+            json!([{"labelSelector": {"matchLabels": {"tier": "none"}}}]),
+            "source",
+            "value",
+        ),
     )
     .await;
-    env.push_secret("missing-store", spec(json!([{"name": "absent"}]), "source", "value"))
-        .await;
+    env.push_secret(
+        "missing-store",
+        spec(json!([{"name": "absent"}]), "source", "value"),
+    )
+    .await;
     // A read-only provider (the hostile guest declares ReadOnly).
     std::fs::copy(
         airlock_test_artifacts::HOSTILE,
@@ -2063,19 +2105,34 @@ async fn bad_push_input_gives_a_clear_condition_and_pushes_nothing() {
                "spec": {"provider": {"readonly": {}}}}),
     )
     .await;
-    env.push_secret("read-only", spec(json!([{"name": "read-only"}]), "source", "value"))
-        .await;
+    env.push_secret(
+        "read-only",
+        spec(json!([{"name": "read-only"}]), "source", "value"),
+    )
+    .await;
 
     for (name, needle) in [
         ("missing-key", "secret key nope does not exist"),
-        ("missing-source", "could not get source secret: Secret \"absent\" not found"),
-        ("no-store", "no SecretStore matches the labelSelector of spec.secretStoreRefs[0]"),
+        (
+            "missing-source",
+            "could not get source secret: Secret \"absent\" not found",
+        ),
+        (
+            "no-store",
+            "no SecretStore matches the labelSelector of spec.secretStoreRefs[0]",
+        ),
         ("missing-store", "SecretStore \"absent\" not found"),
-        ("read-only", "read-only provider \"readonly\": it cannot receive pushed secrets"),
+        (
+            "read-only",
+            "read-only provider \"readonly\": it cannot receive pushed secrets",
+        ),
     ] {
         let ps = env.push_ready(name, "False", "Errored", needle).await;
         assert!(
-            ps.status.as_ref().and_then(|s| s.synced_push_secrets.as_ref()).is_none_or(|m| m.values().all(|v| v.is_empty())),
+            ps.status
+                .as_ref()
+                .and_then(|s| s.synced_push_secrets.as_ref())
+                .is_none_or(|m| m.values().all(|v| v.is_empty())),
             "{name}: {:?}",
             ps.status
         );

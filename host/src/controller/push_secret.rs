@@ -27,8 +27,7 @@ use super::{Context, Error, ModuleHost, find_ready, log_result, ready_condition}
 use crate::backend::{Backend, Capabilities, PushRef, PushRequest, SecretValue, StoreContext};
 use crate::crd::common::{SecretStoreRef, StoreKind as CrdKind};
 use crate::crd::push_secret::{
-    PushSecretConversionStrategy, PushSecretData, PushSecretDeletionPolicy,
-    PushSecretUpdatePolicy,
+    PushSecretConversionStrategy, PushSecretData, PushSecretDeletionPolicy, PushSecretUpdatePolicy,
 };
 use crate::crd::{ClusterSecretStore, ConditionStatus, PushSecret, SecretStore};
 use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
@@ -261,7 +260,11 @@ async fn reconcile<B: ModuleHost>(
         Err(failure) => {
             let retry = failure.error.is_retryable();
             let error = fail(&ctx, &ps, failure).await?;
-            if retry { Err(error) } else { Ok(Action::await_change()) }
+            if retry {
+                Err(error)
+            } else {
+                Ok(Action::await_change())
+            }
         }
     }
 }
@@ -368,7 +371,9 @@ async fn push<B: ModuleHost>(ctx: &Context<B>, ps: &PushSecret) -> Result<Outcom
     if ps.spec.data_to.as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(Failure::of(Error::Unsupported {
             reason: "DataToNotSupportedYet",
-            message: "spec.dataTo (bulk push rules) is not supported yet; list the keys in spec.data".into(),
+            message:
+                "spec.dataTo (bulk push rules) is not supported yet; list the keys in spec.data"
+                    .into(),
         }));
     }
     let sources = match sources(ctx, ps).await {
@@ -396,10 +401,9 @@ async fn push<B: ModuleHost>(ctx: &Context<B>, ps: &PushSecret) -> Result<Outcom
     if stores.is_empty() {
         return Ok(Outcome::OtherControllerClass);
     }
-    let engine = Engine::from_annotation(
-        ps.annotations().get(ENGINE_ANNOTATION).map(String::as_str),
-    )
-    .map_err(|e| Failure::of(e.into()))?;
+    let engine =
+        Engine::from_annotation(ps.annotations().get(ENGINE_ANNOTATION).map(String::as_str))
+            .map_err(|e| Failure::of(e.into()))?;
     let mut synced = Synced::new();
     for source in sources {
         let data = match &ps.spec.template {
@@ -492,11 +496,7 @@ async fn push_to_store<B: Backend>(
                 .map(|(k, v)| (reverse_unicode(k), v.clone()))
                 .collect(),
         };
-        let secret_key = entry
-            .match_
-            .secret_key
-            .as_deref()
-            .filter(|k| !k.is_empty());
+        let secret_key = entry.match_.secret_key.as_deref().filter(|k| !k.is_empty());
         let value = match secret_key {
             Some(k) => data
                 .get(k)
@@ -816,7 +816,10 @@ mod tests {
         let patch = synced_patch(old, &new);
         assert_eq!(patch["SecretStore/b"], Value::Null);
         assert_eq!(patch["SecretStore/a"]["y"], Value::Null);
-        assert_eq!(patch["SecretStore/a"]["x"]["match"]["remoteRef"]["remoteKey"], "x");
+        assert_eq!(
+            patch["SecretStore/a"]["x"]["match"]["remoteRef"]["remoteKey"],
+            "x"
+        );
     }
 
     #[test]

@@ -467,6 +467,13 @@ fn the_charts_rbac_is_least_privilege() {
             set(&["get", "list", "watch", "patch"]),
         ),
         ("external-secrets.io/pushsecrets/status", set(&["patch"])),
+        ("generators.external-secrets.io/passwords", set(&["get"])),
+        ("generators.external-secrets.io/uuids", set(&["get"])),
+        ("generators.external-secrets.io/fakes", set(&["get"])),
+        (
+            "generators.external-secrets.io/clustergenerators",
+            set(&["get"]),
+        ),
         ("/configmaps", set(&["get"])),
         ("/namespaces", set(&read)),
         ("/serviceaccounts/token", set(&["create"])),

@@ -2141,3 +2141,125 @@ async fn bad_push_input_gives_a_clear_condition_and_pushes_nothing() {
         .await;
     env.ready("reader", "False", "SecretSyncedError").await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Generators (issue 19): Password, UUID, Fake and ClusterGenerator as ExternalSecret and
+// PushSecret sources.
+
+async fn apply_generator(env: &Env, kind: &str, name: &str, spec: Value) {
+    let resource = kube::core::ApiResource {
+        group: "generators.external-secrets.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "generators.external-secrets.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+    };
+    let cluster = kind == "ClusterGenerator";
+    let api: Api<kube::core::DynamicObject> = if cluster {
+        Api::all_with(env.client.clone(), &resource)
+    } else {
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource)
+    };
+    let mut metadata = json!({"name": name});
+    if !cluster {
+        metadata["namespace"] = json!(env.ns);
+    }
+    let object = json!({"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": kind,
+                        "metadata": metadata, "spec": spec});
+    api.patch(
+        name,
+        &PatchParams::apply("airlock-test").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+fn generated_es(kind: &str, name: &str, interval: &str, policy: &str) -> Value {
+    json!({"refreshInterval": interval, "refreshPolicy": policy, "target": {"name": format!("gen-{name}-{}", policy.to_lowercase())},
+           "dataFrom": [{"sourceRef": {"generatorRef": {
+               "apiVersion": "generators.external-secrets.io/v1alpha1", "kind": kind, "name": name}}}]})
+}
+
+#[tokio::test]
+async fn generated_values_stay_until_the_refresh_policy_says_otherwise() {
+    let env = start("gen-es").await;
+    apply_generator(&env, "Password", "pw", json!({"length": 32, "symbols": 0})).await;
+    apply_generator(&env, "UUID", "id", json!({})).await;
+    apply_generator(&env, "Fake", "fixed", json!({"data": {"a": "1"}})).await;
+    let cluster_name = format!("{}-cluster-pw", env.ns);
+    apply_generator(
+        &env,
+        "ClusterGenerator",
+        &cluster_name,
+        json!({"kind": "Password", "generator": {"passwordSpec": {"length": 12, "digits": 12, "symbols": 0}}}),
+    )
+    .await;
+    env.external_secret("once", generated_es("Password", "pw", "1s", "CreatedOnce"))
+        .await;
+    env.external_secret("periodic", generated_es("Password", "pw", "1s", "Periodic"))
+        .await;
+    env.external_secret("uuid", generated_es("UUID", "id", "1h", "Periodic"))
+        .await;
+    env.external_secret("fake", generated_es("Fake", "fixed", "1h", "Periodic"))
+        .await;
+    env.external_secret(
+        "cluster",
+        generated_es("ClusterGenerator", &cluster_name, "1h", "Periodic"),
+    )
+    .await;
+    for name in ["once", "periodic", "uuid", "fake", "cluster"] {
+        env.ready(name, "True", "SecretSynced").await;
+    }
+    let first = |d: Option<BTreeMap<String, String>>, key: &str| {
+        d.and_then(|d| d.get(key).cloned()).expect("the key")
+    };
+    let once = first(env.secret_data("gen-pw-createdonce").await, "password");
+    assert_eq!(once.chars().count(), 32);
+    assert_eq!(first(env.secret_data("gen-fixed-periodic").await, "a"), "1");
+    let digits = first(
+        env.secret_data(&format!("gen-{cluster_name}-periodic"))
+            .await,
+        "password",
+    );
+    assert!(
+        digits.len() == 12 && digits.chars().all(|c| c.is_ascii_digit()),
+        "{}",
+        digits.len()
+    );
+    assert_eq!(
+        first(env.secret_data("gen-id-periodic").await, "uuid").len(),
+        36
+    );
+    // Periodic with a 1 s interval generates a new password; CreatedOnce keeps its own.
+    let periodic = first(env.secret_data("gen-pw-periodic").await, "password");
+    eventually("the periodic password regenerated", || async {
+        (first(env.secret_data("gen-pw-periodic").await, "password") != periodic).then_some(())
+    })
+    .await;
+    assert_eq!(
+        first(env.secret_data("gen-pw-createdonce").await, "password"),
+        once
+    );
+}
+
+#[tokio::test]
+async fn a_push_secret_pushes_a_generated_password() {
+    let env = start("gen-push").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply_generator(&env, "Password", "pw", json!({})).await;
+    env.push_secret(
+        "push",
+        json!({"refreshInterval": "1h", "secretStoreRefs": [{"name": "fake-store"}],
+               "selector": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password", "name": "pw"}},
+               "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": "generated"}}}]}),
+    )
+    .await;
+    env.push_ready("push", "True", "Synced", "PushSecret synced successfully")
+        .await;
+    env.reader("reader", "fake-store", &[("password", "generated", None)])
+        .await;
+    env.ready("reader", "True", "SecretSynced").await;
+    let value = env.secret_data("reader").await.unwrap()["password"].clone();
+    assert_eq!(value.chars().count(), 24);
+}

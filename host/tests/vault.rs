@@ -1780,6 +1780,38 @@ async fn push_secrets_write_properties_into_openbao_mark_them_managed_and_delete
     let theirs = bao.json(&["kv", "get", &format!("{mount}/theirs")]);
     assert_eq!(theirs["data"]["data"], json!({"a": "b"}));
 
+    // A generated password lands in OpenBao.
+    let passwords = kube::api::ApiResource {
+        group: "generators.external-secrets.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "generators.external-secrets.io/v1alpha1".into(),
+        kind: "Password".into(),
+        plural: "passwords".into(),
+    };
+    cluster::apply(
+        &Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &passwords),
+        json!({"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password",
+               "metadata": {"name": "pw", "namespace": ns}, "spec": {"length": 20}}),
+    )
+    .await;
+    apply_push(&client, &ns, "generated", json!({"secretStoreRefs": [{"name": "bao"}],
+        "selector": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password", "name": "pw"}},
+        "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": "generated", "property": "password"}}}]})).await;
+    cluster::ready_message(
+        &pushes,
+        "generated",
+        "True",
+        "PushSecret synced successfully",
+    )
+    .await;
+    let generated = bao.json(&["kv", "get", &format!("{mount}/generated")]);
+    assert_eq!(
+        generated["data"]["data"]["password"]
+            .as_str()
+            .map(|p| p.chars().count()),
+        Some(20)
+    );
+
     // Deleting the PushSecret (deletionPolicy Delete) removes what it wrote.
     pushes
         .delete("push", &Default::default())

@@ -4,14 +4,17 @@
 //! - [`secret_store`] validates SecretStores and ClusterSecretStores.
 //! - [`external_secret`] keeps each ExternalSecret's target Secret in sync.
 //! - [`cluster_external_secret`] stamps ExternalSecrets into the selected namespaces.
+//! - [`push_secret`] pushes Secrets (or generated values) into the stores PushSecrets name.
 //!
 //! Every reconciler reports failures through one [`Error`] whose [`Error::reason`] is the
 //! stable PascalCase word used in messages, events and logs.
 
 pub mod cluster_external_secret;
 pub mod external_secret;
+pub mod generator;
 pub mod leader;
 pub mod provider;
+pub mod push_secret;
 pub mod secret_store;
 
 use std::collections::{HashMap, HashSet};
@@ -342,7 +345,8 @@ pub async fn run<B: ModuleHost>(client: Client, backend: B, config: Config) {
         secret_store::run_namespaced(ctx.clone()),
         secret_store::run_cluster(ctx.clone()),
         external_secret::run(ctx.clone()),
-        cluster_external_secret::run(ctx),
+        cluster_external_secret::run(ctx.clone()),
+        push_secret::run(ctx),
     );
 }
 

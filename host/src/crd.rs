@@ -8,6 +8,7 @@
 pub mod cluster_external_secret;
 pub mod common;
 pub mod external_secret;
+pub mod generator;
 pub mod provider;
 pub mod push_secret;
 pub mod secret_store;
@@ -112,6 +113,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         eso(with_v1beta1(ClusterSecretStore::crd())),
         eso(with_v1beta1(ClusterExternalSecret::crd())),
         eso(PushSecret::crd()),
+        eso(generator::Password::crd()),
+        eso(generator::UUID::crd()),
+        eso(generator::Fake::crd()),
+        eso(generator::ClusterGenerator::crd()),
         with_label(Provider::crd(), "app.kubernetes.io/part-of", "airlock"),
     ]
     .into_iter()
@@ -343,7 +348,13 @@ mod tests {
             Some(vec!["airlock".to_string()])
         );
         let names: BTreeSet<_> = all().into_iter().filter_map(|c| c.metadata.name).collect();
-        assert_eq!(names.len(), 6);
+        // ESO's five, the Provider, and the generators Password, UUID, Fake, ClusterGenerator.
+        assert_eq!(names.len(), 10);
+        for kind in ["Password", "UUID", "Fake"] {
+            assert_eq!(crd(kind).spec.group, "generators.external-secrets.io");
+            assert_eq!(crd(kind).spec.scope, "Namespaced", "{kind}");
+        }
+        assert_eq!(crd("ClusterGenerator").spec.scope, "Cluster");
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub enum Kind {
     ClusterSecretStore,
     /// `ClusterExternalSecret`.
     ClusterExternalSecret,
-    /// `PushSecret` (no controller yet).
+    /// `PushSecret`.
     PushSecret,
     /// `ClusterPushSecret` (no controller yet).
     ClusterPushSecret,

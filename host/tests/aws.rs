@@ -1147,3 +1147,162 @@ async fn external_secrets_reading_the_same_key_cost_one_provider_call_per_refres
     println!("{}", report.join("\n"));
     assert!((2..=6).contains(&later), "{report:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// PushSecret (issue 19) into Secrets Manager on moto.
+
+async fn push_ready(env: &Cluster, name: &str, want: &str, needle: &str) -> String {
+    ready_message(&env.api::<airlock::crd::PushSecret>(), name, want, needle).await
+}
+
+async fn push_secret(env: &Cluster, name: &str, spec: Value) {
+    apply(
+        &env.api::<airlock::crd::PushSecret>(),
+        json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+               "metadata": {"name": name, "namespace": env.ns}, "spec": spec}),
+    )
+    .await;
+}
+
+fn push_spec(store: &str, remote: &str, extra: Value) -> Value {
+    let mut spec = json!({"refreshInterval": "1s", "secretStoreRefs": [{"name": store}],
+        "selector": {"secret": {"name": "source"}},
+        "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": remote}}}]});
+    for (k, v) in extra.as_object().expect("an object") {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
+async fn sm_value(moto: &Moto, name: &str) -> String {
+    let v = moto.sm("GetSecretValue", json!({"SecretId": name})).await;
+    v["SecretString"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn push_secrets_write_update_and_delete_managed_secrets_in_moto_and_refuse_unmanaged_ones() {
+    let moto = Moto::start().await;
+    moto.create_secret("legacy/db", "theirs", &[]).await;
+    let env = operator("aws-push").await;
+    env.credentials_secret(ACCESS_KEY, SECRET_KEY).await;
+    env.seed_store("aws-sm", "us-east-1", &moto.url("")).await;
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "source", "namespace": env.ns},
+               "stringData": {"password": "p1"}}),
+    )
+    .await;
+
+    push_secret(
+        &env,
+        "push",
+        push_spec(
+            "aws-sm",
+            "app/db-password",
+            json!({"deletionPolicy": "Delete"}),
+        ),
+    )
+    .await;
+    push_ready(&env, "push", "True", "PushSecret synced successfully").await;
+    assert_eq!(sm_value(&moto, "app/db-password").await, "p1");
+    let described = moto
+        .sm("DescribeSecret", json!({"SecretId": "app/db-password"}))
+        .await;
+    assert!(
+        described["Tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["Key"] == "managed-by" && t["Value"] == "external-secrets"),
+        "{described}"
+    );
+
+    // Replace (the default) follows the source at the next refresh.
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "source", "namespace": env.ns},
+               "stringData": {"password": "p2"}}),
+    )
+    .await;
+    eventually("p2 pushed", || async {
+        (sm_value(&moto, "app/db-password").await == "p2").then_some(())
+    })
+    .await;
+
+    // A secret Airlock did not create is refused, and IfNotExists leaves it alone.
+    push_secret(
+        &env,
+        "unmanaged",
+        push_spec("aws-sm", "legacy/db", json!({})),
+    )
+    .await;
+    let message = push_ready(
+        &env,
+        "unmanaged",
+        "False",
+        "not tagged managed-by=external-secrets",
+    )
+    .await;
+    assert!(
+        message.starts_with(
+            "set secret failed: could not write remote ref password to target secretstore aws-sm"
+        ),
+        "{message}"
+    );
+    push_secret(
+        &env,
+        "if-not-exists",
+        push_spec(
+            "aws-sm",
+            "legacy/db",
+            json!({"updatePolicy": "IfNotExists"}),
+        ),
+    )
+    .await;
+    push_ready(
+        &env,
+        "if-not-exists",
+        "True",
+        "Existing secrets in providers unchanged.",
+    )
+    .await;
+    assert_eq!(sm_value(&moto, "legacy/db").await, "theirs");
+
+    // A store whose endpoint is outside the Provider's grant: a clear condition.
+    env.seed_store(
+        "aws-real",
+        "us-east-1",
+        "https://secretsmanager.us-east-1.amazonaws.com",
+    )
+    .await;
+    push_secret(
+        &env,
+        "outside",
+        push_spec("aws-real", "app/outside", json!({})),
+    )
+    .await;
+    push_ready(&env, "outside", "False", "is not granted to provider").await;
+
+    // deletionPolicy None keeps the remote secret; Delete removes it.
+    push_secret(&env, "kept", push_spec("aws-sm", "app/kept", json!({}))).await;
+    push_ready(&env, "kept", "True", "PushSecret synced successfully").await;
+    let pushes = env.api::<airlock::crd::PushSecret>();
+    for name in ["kept", "push"] {
+        pushes
+            .delete(name, &Default::default())
+            .await
+            .expect("delete");
+        eventually(&format!("PushSecret {name} gone"), || async {
+            pushes.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+    assert_eq!(sm_value(&moto, "app/kept").await, "p2");
+    let deleted = moto
+        .sm("DescribeSecret", json!({"SecretId": "app/db-password"}))
+        .await;
+    assert!(
+        deleted.get("DeletedDate").is_some_and(|d| !d.is_null()),
+        "{deleted}"
+    );
+}

@@ -1832,3 +1832,434 @@ async fn property_takes_gjson_paths_as_eso_does() {
         ]))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// PushSecret (issue 19) through the fake provider: what was pushed is read back by
+// ExternalSecrets from the same store (the fake serves pushed values first).
+
+use airlock::crd::PushSecret;
+
+impl Env {
+    async fn push_secret(&self, name: &str, spec: Value) {
+        apply(
+            &self.api::<PushSecret>(),
+            json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+                   "metadata": {"name": name, "namespace": self.ns}, "spec": spec}),
+        )
+        .await;
+    }
+
+    async fn source_secret(&self, name: &str, data: Value) {
+        apply(
+            &self.api::<Secret>(),
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": name, "namespace": self.ns, "labels": {"push": "me"}},
+                   "stringData": data}),
+        )
+        .await;
+    }
+
+    /// Waits for the PushSecret's Ready condition with `status`, `reason` and a message
+    /// containing `needle`; returns the PushSecret.
+    async fn push_ready(&self, name: &str, status: &str, reason: &str, needle: &str) -> PushSecret {
+        let api = self.api::<PushSecret>();
+        cluster::ready_message(&api, name, status, needle).await;
+        let ps = api.get(name).await.expect("the PushSecret");
+        let ready = crate::find_push_ready(&ps);
+        assert_eq!(ready.reason.as_deref(), Some(reason), "{name}: {ready:?}");
+        ps
+    }
+
+    /// An ExternalSecret reading `(secretKey, key, property)` refs from `store` every second.
+    async fn reader(&self, name: &str, store: &str, refs: &[(&str, &str, Option<&str>)]) {
+        let data: Vec<Value> = refs
+            .iter()
+            .map(|(k, key, property)| json!({"secretKey": k, "remoteRef": {"key": key, "property": property}}))
+            .collect();
+        self.external_secret(
+            name,
+            json!({"refreshInterval": "1s", "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                   "target": {"name": name}, "data": data}),
+        )
+        .await;
+    }
+}
+
+fn find_push_ready(ps: &PushSecret) -> crd::Condition {
+    let conditions = ps.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .cloned()
+        .expect("a Ready condition")
+}
+
+fn synced_keys(ps: &PushSecret, store: &str) -> Vec<String> {
+    ps.status
+        .as_ref()
+        .and_then(|s| s.synced_push_secrets.as_ref())
+        .and_then(|m| m.get(store))
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_push_secret_pushes_keys_and_whole_secrets_follows_updates_and_deletes_with_delete_policy()
+ {
+    let env = start("ps-fake").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.source_secret("source", json!({"password": "p1", "user": "u1"}))
+        .await;
+    let entry = |key: Option<&str>, remote: &str| json!({"match": {"secretKey": key, "remoteRef": {"remoteKey": remote}}});
+    let spec = |data: Value| {
+        json!({"refreshInterval": "1s", "deletionPolicy": "Delete",
+               "secretStoreRefs": [{"name": "fake-store"}],
+               "selector": {"secret": {"name": "source"}}, "data": data})
+    };
+    env.push_secret(
+        "push",
+        spec(json!([
+            entry(Some("password"), "app/password"),
+            entry(None, "app/whole")
+        ])),
+    )
+    .await;
+    let ps = env
+        .push_ready("push", "True", "Synced", "PushSecret synced successfully")
+        .await;
+    assert!(
+        ps.finalizers()
+            .iter()
+            .any(|f| f == "pushsecret.externalsecrets.io/finalizer")
+    );
+    assert_eq!(
+        synced_keys(&ps, "SecretStore/fake-store"),
+        ["app/password", "app/whole"]
+    );
+    env.reader(
+        "reader",
+        "fake-store",
+        &[
+            ("password", "app/password", None),
+            ("user", "app/whole", Some("user")),
+        ],
+    )
+    .await;
+    eventually("the pushed values read back", || async {
+        (env.secret_data("reader").await? == string_map(&[("password", "p1"), ("user", "u1")]))
+            .then_some(())
+    })
+    .await;
+
+    // A changed source Secret is pushed again at the next refresh.
+    env.source_secret("source", json!({"password": "p2", "user": "u1"}))
+        .await;
+    eventually("the updated value read back", || async {
+        (env.secret_data("reader").await?.get("password")? == "p2").then_some(())
+    })
+    .await;
+
+    // An entry dropped from data[] is deleted at the provider.
+    env.push_secret(
+        "push",
+        spec(json!([entry(Some("password"), "app/password")])),
+    )
+    .await;
+    eventually("app/whole dropped from the status", || async {
+        let ps = env.api::<PushSecret>().get("push").await.ok()?;
+        (synced_keys(&ps, "SecretStore/fake-store") == ["app/password"]).then_some(())
+    })
+    .await;
+    env.reader(
+        "whole-reader",
+        "fake-store",
+        &[("user", "app/whole", Some("user"))],
+    )
+    .await;
+    env.ready("whole-reader", "False", "SecretSyncedError")
+        .await;
+
+    // Deleting the PushSecret deletes what it pushed, then lets it go.
+    env.api::<PushSecret>()
+        .delete("push", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the PushSecret gone", || async {
+        env.api::<PushSecret>()
+            .get_opt("push")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.reader("after", "fake-store", &[("password", "app/password", None)])
+        .await;
+    env.ready("after", "False", "SecretSyncedError").await;
+}
+
+#[tokio::test]
+async fn if_not_exists_keeps_remote_values_and_deletion_policy_none_leaves_them() {
+    let env = start("ps-fake-ine").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.source_secret("source", json!({"value": "pushed"}))
+        .await;
+    env.push_secret(
+        "push",
+        json!({"updatePolicy": "IfNotExists", "secretStoreRefs": [{"labelSelector": {"matchLabels": {}}}],
+               "selector": {"secret": {"selector": {"matchLabels": {"push": "me"}}}},
+               "data": [
+                   {"match": {"secretKey": "value", "remoteRef": {"remoteKey": "staging/database"}}},
+                   {"match": {"secretKey": "value", "remoteRef": {"remoteKey": "new/key"}}}]}),
+    )
+    .await;
+    let ps = env
+        .push_ready(
+            "push",
+            "True",
+            "Synced",
+            "PushSecret synced successfully. Existing secrets in providers unchanged.",
+        )
+        .await;
+    assert!(ps.finalizers().is_empty(), "{:?}", ps.finalizers());
+    env.reader(
+        "reader",
+        "fake-store",
+        &[
+            ("existing", "staging/database", None),
+            ("new", "new/key", None),
+        ],
+    )
+    .await;
+    eventually("the existing value kept and the new one pushed", || async {
+        (env.secret_data("reader").await?
+            == string_map(&[("existing", "stage"), ("new", "pushed")]))
+        .then_some(())
+    })
+    .await;
+    env.api::<PushSecret>()
+        .delete("push", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the PushSecret gone", || async {
+        env.api::<PushSecret>()
+            .get_opt("push")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.reader("after", "fake-store", &[("new", "new/key", None)])
+        .await;
+    eventually("the pushed value still there", || async {
+        (env.secret_data("after").await? == string_map(&[("new", "pushed")])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_push_input_gives_a_clear_condition_and_pushes_nothing() {
+    let env = start("ps-fake-bad").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    env.source_secret("source", json!({"value": "pushed"}))
+        .await;
+    let spec = |stores: Value, secret: &str, key: &str| {
+        json!({"secretStoreRefs": stores, "selector": {"secret": {"name": secret}},
+               "data": [{"match": {"secretKey": key, "remoteRef": {"remoteKey": "bad/key"}}}]})
+    };
+    let by_name = json!([{"name": "fake-store"}]);
+    env.push_secret("missing-key", spec(by_name.clone(), "source", "nope"))
+        .await;
+    env.push_secret("missing-source", spec(by_name.clone(), "absent", "value"))
+        .await;
+    env.push_secret(
+        "no-store",
+        spec(
+            json!([{"labelSelector": {"matchLabels": {"tier": "none"}}}]),
+            "source",
+            "value",
+        ),
+    )
+    .await;
+    env.push_secret(
+        "missing-store",
+        spec(json!([{"name": "absent"}]), "source", "value"),
+    )
+    .await;
+    // A read-only provider (the hostile guest declares ReadOnly).
+    std::fs::copy(
+        airlock_test_artifacts::HOSTILE,
+        env._providers.path().join("hostile.wasm"),
+    )
+    .expect("copy hostile.wasm");
+    apply(
+        &Api::<Provider>::all(env.client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "readonly"}, "spec": {"module": {"path": "hostile.wasm"}}}),
+    )
+    .await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "read-only", "namespace": env.ns},
+               "spec": {"provider": {"readonly": {}}}}),
+    )
+    .await;
+    env.push_secret(
+        "read-only",
+        spec(json!([{"name": "read-only"}]), "source", "value"),
+    )
+    .await;
+
+    for (name, needle) in [
+        ("missing-key", "secret key nope does not exist"),
+        (
+            "missing-source",
+            "could not get source secret: Secret \"absent\" not found",
+        ),
+        (
+            "no-store",
+            "no SecretStore matches the labelSelector of spec.secretStoreRefs[0]",
+        ),
+        ("missing-store", "SecretStore \"absent\" not found"),
+        (
+            "read-only",
+            "read-only provider \"readonly\": it cannot receive pushed secrets",
+        ),
+    ] {
+        let ps = env.push_ready(name, "False", "Errored", needle).await;
+        assert!(
+            ps.status
+                .as_ref()
+                .and_then(|s| s.synced_push_secrets.as_ref())
+                .is_none_or(|m| m.values().all(|v| v.is_empty())),
+            "{name}: {:?}",
+            ps.status
+        );
+    }
+    env.reader("reader", "fake-store", &[("value", "bad/key", None)])
+        .await;
+    env.ready("reader", "False", "SecretSyncedError").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Generators (issue 19): Password, UUID, Fake and ClusterGenerator as ExternalSecret and
+// PushSecret sources.
+
+async fn apply_generator(env: &Env, kind: &str, name: &str, spec: Value) {
+    let resource = kube::core::ApiResource {
+        group: "generators.external-secrets.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "generators.external-secrets.io/v1alpha1".into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+    };
+    let cluster = kind == "ClusterGenerator";
+    let api: Api<kube::core::DynamicObject> = if cluster {
+        Api::all_with(env.client.clone(), &resource)
+    } else {
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource)
+    };
+    let mut metadata = json!({"name": name});
+    if !cluster {
+        metadata["namespace"] = json!(env.ns);
+    }
+    let object = json!({"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": kind,
+                        "metadata": metadata, "spec": spec});
+    api.patch(
+        name,
+        &PatchParams::apply("airlock-test").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+fn generated_es(kind: &str, name: &str, interval: &str, policy: &str) -> Value {
+    json!({"refreshInterval": interval, "refreshPolicy": policy, "target": {"name": format!("gen-{name}-{}", policy.to_lowercase())},
+           "dataFrom": [{"sourceRef": {"generatorRef": {
+               "apiVersion": "generators.external-secrets.io/v1alpha1", "kind": kind, "name": name}}}]})
+}
+
+#[tokio::test]
+async fn generated_values_stay_until_the_refresh_policy_says_otherwise() {
+    let env = start("gen-es").await;
+    apply_generator(&env, "Password", "pw", json!({"length": 32, "symbols": 0})).await;
+    apply_generator(&env, "UUID", "id", json!({})).await;
+    apply_generator(&env, "Fake", "fixed", json!({"data": {"a": "1"}})).await;
+    let cluster_name = format!("{}-cluster-pw", env.ns);
+    apply_generator(
+        &env,
+        "ClusterGenerator",
+        &cluster_name,
+        json!({"kind": "Password", "generator": {"passwordSpec": {"length": 12, "digits": 8, "symbols": 0}}}),
+    )
+    .await;
+    env.external_secret("once", generated_es("Password", "pw", "1s", "CreatedOnce"))
+        .await;
+    env.external_secret("periodic", generated_es("Password", "pw", "1s", "Periodic"))
+        .await;
+    env.external_secret("uuid", generated_es("UUID", "id", "1h", "Periodic"))
+        .await;
+    env.external_secret("fake", generated_es("Fake", "fixed", "1h", "Periodic"))
+        .await;
+    env.external_secret(
+        "cluster",
+        generated_es("ClusterGenerator", &cluster_name, "1h", "Periodic"),
+    )
+    .await;
+    for name in ["once", "periodic", "uuid", "fake", "cluster"] {
+        env.ready(name, "True", "SecretSynced").await;
+    }
+    let first = |d: Option<BTreeMap<String, String>>, key: &str| {
+        d.and_then(|d| d.get(key).cloned()).expect("the key")
+    };
+    let once = first(env.secret_data("gen-pw-createdonce").await, "password");
+    assert_eq!(once.chars().count(), 32);
+    assert_eq!(first(env.secret_data("gen-fixed-periodic").await, "a"), "1");
+    let digits = first(
+        env.secret_data(&format!("gen-{cluster_name}-periodic"))
+            .await,
+        "password",
+    );
+    assert!(
+        digits.len() == 12 && digits.chars().filter(char::is_ascii_digit).count() == 8,
+        "{}",
+        digits.len()
+    );
+    assert_eq!(
+        first(env.secret_data("gen-id-periodic").await, "uuid").len(),
+        36
+    );
+    // Periodic with a 1 s interval generates a new password; CreatedOnce keeps its own.
+    let periodic = first(env.secret_data("gen-pw-periodic").await, "password");
+    eventually("the periodic password regenerated", || async {
+        (first(env.secret_data("gen-pw-periodic").await, "password") != periodic).then_some(())
+    })
+    .await;
+    assert_eq!(
+        first(env.secret_data("gen-pw-createdonce").await, "password"),
+        once
+    );
+}
+
+#[tokio::test]
+async fn a_push_secret_pushes_a_generated_password() {
+    let env = start("gen-push").await;
+    env.store("fake-store", json!({"data": fake_data()})).await;
+    apply_generator(&env, "Password", "pw", json!({})).await;
+    env.push_secret(
+        "push",
+        json!({"refreshInterval": "1h", "secretStoreRefs": [{"name": "fake-store"}],
+               "selector": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password", "name": "pw"}},
+               "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": "generated"}}}]}),
+    )
+    .await;
+    env.push_ready("push", "True", "Synced", "PushSecret synced successfully")
+        .await;
+    env.reader("reader", "fake-store", &[("password", "generated", None)])
+        .await;
+    env.ready("reader", "True", "SecretSynced").await;
+    let value = env.secret_data("reader").await.unwrap()["password"].clone();
+    assert_eq!(value.chars().count(), 24);
+}

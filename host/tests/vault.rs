@@ -1659,3 +1659,174 @@ async fn a_redirect_to_another_origin_never_carries_the_vault_token() {
         "the other origin got the token: {elsewhere_heads:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// PushSecret (issue 19) into OpenBao on the real control plane.
+
+/// An operator scoped to a fresh namespace with the vault Provider granted the shared
+/// server (the same Provider spec as the seed test, so parallel tests agree), a Secret
+/// `vault-token` holding the root token and a SecretStore `bao` on a fresh KV v2 mount.
+async fn push_operator(prefix: &str) -> (kube::Client, String, String, tempfile::TempDir) {
+    use airlock::controller::{self, Config};
+    use kube::api::Api;
+    let bao = Bao::shared();
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    cluster::install_crds(&client).await;
+    let ns = cp.new_namespace(prefix).await.expect("namespace");
+    let providers = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        airlock_test_artifacts::VAULT,
+        providers.path().join("airlock_provider_vault.wasm"),
+    )
+    .unwrap();
+    let runtime = cluster::kube_runtime(&client, Some(cache_dir()));
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    cluster::apply(
+        &Api::<airlock::crd::Provider>::all(client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+        "metadata": {"name": "vault"}, "spec": {"module": {"path": "airlock_provider_vault.wasm"},
+        "allowedOutboundHosts": [format!("http://127.0.0.1:{}", bao.port())],
+        "credentials": {"allowOperatorServiceAccountToken": true}}}),
+    )
+    .await;
+    cluster::eventually("the vault provider loaded", || async {
+        runtime.provider("vault").map(|_| ())
+    })
+    .await;
+    let mount = bao.kv_mount("push", 2);
+    cluster::apply(
+        &Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token", "namespace": ns},
+               "stringData": {"token": ROOT}}),
+    )
+    .await;
+    cluster::apply(
+        &Api::<airlock::crd::SecretStore>::namespaced(client.clone(), &ns),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "bao", "namespace": ns},
+               "spec": {"provider": {"vault": {"server": bao.addr, "path": mount, "version": "v2",
+                        "auth": token_auth()}}}}),
+    )
+    .await;
+    (client, ns, mount, providers)
+}
+
+async fn apply_push(client: &kube::Client, ns: &str, name: &str, spec: Value) {
+    cluster::apply(
+        &kube::api::Api::<airlock::crd::PushSecret>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+               "metadata": {"name": name, "namespace": ns}, "spec": spec}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn push_secrets_write_properties_into_openbao_mark_them_managed_and_delete_them() {
+    use kube::api::Api;
+    let bao = Bao::shared();
+    let (client, ns, mount, _providers) = push_operator("vault-push").await;
+    cluster::apply(
+        &Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "source", "namespace": ns},
+               "stringData": {"password": "p1", "user": "u1"}}),
+    )
+    .await;
+    bao.cli(&["kv", "put", &format!("{mount}/theirs"), "a=b"]);
+    let spec = |remote: &str, extra: Value| {
+        let mut s = json!({"refreshInterval": "1s", "secretStoreRefs": [{"name": "bao"}],
+            "selector": {"secret": {"name": "source"}},
+            "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": remote, "property": "password"}}},
+                     {"match": {"secretKey": "user", "remoteRef": {"remoteKey": remote, "property": "user"}}}]});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    };
+    apply_push(
+        &client,
+        &ns,
+        "push",
+        spec("app", json!({"deletionPolicy": "Delete"})),
+    )
+    .await;
+    let pushes: Api<airlock::crd::PushSecret> = Api::namespaced(client.clone(), &ns);
+    cluster::ready_message(&pushes, "push", "True", "PushSecret synced successfully").await;
+    let read = bao.json(&["kv", "get", &format!("{mount}/app")]);
+    assert_eq!(
+        read["data"]["data"],
+        json!({"password": "p1", "user": "u1"})
+    );
+    let metadata = bao.json(&["read", &format!("{mount}/metadata/app")]);
+    assert_eq!(
+        metadata["data"]["custom_metadata"]["managed-by"],
+        "external-secrets"
+    );
+
+    // An unmanaged secret is refused and left as it was.
+    apply_push(&client, &ns, "unmanaged", spec("theirs", json!({}))).await;
+    cluster::ready_message(
+        &pushes,
+        "unmanaged",
+        "False",
+        "is not managed by external-secrets",
+    )
+    .await;
+    let theirs = bao.json(&["kv", "get", &format!("{mount}/theirs")]);
+    assert_eq!(theirs["data"]["data"], json!({"a": "b"}));
+
+    // A generated password lands in OpenBao.
+    let passwords = kube::api::ApiResource {
+        group: "generators.external-secrets.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "generators.external-secrets.io/v1alpha1".into(),
+        kind: "Password".into(),
+        plural: "passwords".into(),
+    };
+    cluster::apply(
+        &Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &passwords),
+        json!({"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password",
+               "metadata": {"name": "pw", "namespace": ns}, "spec": {"length": 20}}),
+    )
+    .await;
+    apply_push(&client, &ns, "generated", json!({"secretStoreRefs": [{"name": "bao"}],
+        "selector": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password", "name": "pw"}},
+        "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": "generated", "property": "password"}}}]})).await;
+    cluster::ready_message(
+        &pushes,
+        "generated",
+        "True",
+        "PushSecret synced successfully",
+    )
+    .await;
+    let generated = bao.json(&["kv", "get", &format!("{mount}/generated")]);
+    assert_eq!(
+        generated["data"]["data"]["password"]
+            .as_str()
+            .map(|p| p.chars().count()),
+        Some(20)
+    );
+
+    // Deleting the PushSecret (deletionPolicy Delete) removes what it wrote.
+    pushes
+        .delete("push", &Default::default())
+        .await
+        .expect("delete");
+    cluster::eventually("the PushSecret gone", || async {
+        pushes.get_opt("push").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let gone = bao
+        .try_cli(&["kv", "get", "-format=json", &format!("{mount}/app")])
+        .map(|out| serde_json::from_str::<Value>(&out).unwrap_or(Value::Null));
+    assert!(
+        gone.as_ref()
+            .map_or(true, |v| v["data"]["data"].get("password").is_none()),
+        "{gone:?}"
+    );
+}

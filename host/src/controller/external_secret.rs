@@ -41,7 +41,7 @@ use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
 
 pub use self::coalesce::Coalescer;
 pub use self::data::{check_key, check_null_bytes, convert_key, decode, rewrite_key};
-pub use self::hash::{created_by, data_hash};
+pub use self::hash::{created_by, data_hash, meta_hash};
 pub use self::stores::{resolve_store, selector_matches, store_for};
 
 /// Refresh interval used when `spec.refreshInterval` does not parse (ESO's default).
@@ -893,13 +893,20 @@ async fn fetch<B: Backend>(
 
     for (i, from) in es.spec.data_from.iter().flatten().enumerate() {
         let source = from.source_ref.as_ref();
-        if source.and_then(|s| s.generator_ref.as_ref()).is_some() {
-            return Err(Error::Unsupported {
-                reason: "GeneratorNotSupportedYet",
-                message: format!(
-                    "spec.dataFrom[{i}].sourceRef.generatorRef: generators are not supported yet"
-                ),
-            });
+        // A generator runs on every fetch; the refresh rules decide when that is.
+        if let Some(generator) = source.and_then(|s| s.generator_ref.as_ref()) {
+            let what = format!("spec.dataFrom[{i}]");
+            let rewrites = from.rewrite.as_deref().unwrap_or_default();
+            for (key, value) in super::generator::generate(ctx, &namespace, generator).await? {
+                let key = if rewrites.is_empty() {
+                    key
+                } else {
+                    rewrite_key(&key, rewrites, &what, engine)?
+                };
+                check_key(&key, &what)?;
+                out.insert(key, SecretValue::new(value));
+            }
+            continue;
         }
         let store_ref = source
             .and_then(|s| s.store_ref.clone())

@@ -273,6 +273,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     assert_eq!(
         names(&providers),
         BTreeSet::from([
+            "akeyless".into(),
             "aws".into(),
             "azurekv".into(),
             "doppler".into(),
@@ -343,6 +344,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
     assert_eq!(
         names(&providers),
         BTreeSet::from([
+            "akeyless".into(),
             "aws".into(),
             "azurekv".into(),
             "doppler".into(),

@@ -4,6 +4,8 @@
 
 /// Azure Key Vault, Entra ID tokens and IMDS (the azurekv provider).
 pub mod azurekv;
+/// Akeyless API v2 (the akeyless provider, issue 17).
+pub mod akeyless;
 pub mod doppler;
 /// GitLab REST v4 variables (the gitlab provider).
 pub mod gitlab;

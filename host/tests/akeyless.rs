@@ -4,6 +4,7 @@
 //! token cached per store, Kubernetes auth, and clear errors for a bad access key, a missing
 //! item and a host outside the grant.
 
+mod cluster;
 mod common;
 
 use std::collections::BTreeMap;
@@ -313,4 +314,131 @@ async fn a_bad_access_key_is_access_denied_and_an_ungranted_host_is_never_contac
         "{err:?}"
     );
     assert!(other.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// On the real control plane: the operator in-process, the akeyless Provider loaded from the
+// built component, the fake as the Akeyless API.
+
+use airlock::controller::{self, Config};
+use airlock::crd::{ExternalSecret, Provider, SecretStore};
+use airlock_testenv::ControlPlane;
+use cluster::{apply, eventually, install_crds, ready_message, secret_text, string_map};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+const MODULE: &str = "airlock_provider_akeyless.wasm";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_akeyless_store_syncs_and_a_bad_key_a_missing_item_or_an_ungranted_host_keep_the_data() {
+    let fake = fake().await;
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("akeyless").await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::AKEYLESS,
+        providers.path().join(MODULE),
+    )
+    .expect("copy akeyless.wasm");
+    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
+    let config = Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(ns.clone()),
+        ..Config::default()
+    };
+    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
+    apply(
+        &Api::<Provider>::all(client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "akeyless"},
+               "spec": {"module": {"path": MODULE},
+                        "allowedOutboundHosts": [fake.url()]}}),
+    )
+    .await;
+    eventually("the akeyless provider loaded in this operator", || async {
+        runtime.provider("akeyless").map(|_| ())
+    })
+    .await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
+    let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    for (name, key) in [
+        ("akeyless-secret-creds", "key-airlock"),
+        ("akeyless-wrong-creds", "not-the-key"),
+    ] {
+        apply(
+            &secrets,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": name, "namespace": ns},
+                   "stringData": {"accessId": "p-airlock", "accessType": "access_key",
+                                  "accessTypeParam": key}}),
+        )
+        .await;
+    }
+    // ESO's documented store (docs/provider/akeyless.md), with this fake as the API URL.
+    let elsewhere = "https://api.akeyless.io".to_string();
+    for (store, url, creds) in [
+        ("akeyless", fake.url(), "akeyless-secret-creds"),
+        ("akeyless-bad", fake.url(), "akeyless-wrong-creds"),
+        ("akeyless-elsewhere", elsewhere, "akeyless-secret-creds"),
+    ] {
+        let key = |k: &str| json!({"name": creds, "key": k});
+        apply(
+            &stores,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                   "metadata": {"name": store, "namespace": ns},
+                   "spec": {"provider": {"akeyless": {
+                       "akeylessGWApiURL": url,
+                       "authSecretRef": {"secretRef": {
+                           "accessID": key("accessId"), "accessType": key("accessType"),
+                           "accessTypeParam": key("accessTypeParam")}}}}}}),
+        )
+        .await;
+    }
+    ready_message(&stores, "akeyless", "True", "").await;
+
+    let external = |store: &str, item: &str| {
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "db", "namespace": ns},
+               "spec": {"refreshInterval": "1h",
+                        "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                        "target": {"name": "db-secret"},
+                        "data": [
+                            {"secretKey": "password", "remoteRef": {"key": item, "property": "password"}},
+                            {"secretKey": "api-key", "remoteRef": {"key": "/app/api-key"}}]}})
+    };
+    apply(&externals, external("akeyless", "/app/db")).await;
+    ready_message(&externals, "db", "True", "").await;
+    let synced = string_map(&[("password", "pw-2"), ("api-key", "k-123")]);
+    assert_eq!(
+        secret_text(&secrets, "db-secret").await.as_ref(),
+        Some(&synced)
+    );
+
+    // A missing item, a wrong access key, a host outside the grant: each Ready=False with
+    // the cause in the event, and the Secret keeps its data.
+    for (store, item, needle) in [
+        ("akeyless", "/app/no-such-item", "does not exist"),
+        ("akeyless-bad", "/app/db", "access"),
+        ("akeyless-elsewhere", "/app/db", "allowedOutboundHosts"),
+    ] {
+        apply(&externals, external(store, item)).await;
+        ready_message(
+            &externals,
+            "db",
+            "False",
+            "could not get secret data from provider",
+        )
+        .await;
+        let m = cluster::failure_event(&client, &ns, "db", needle).await;
+        assert!(!m.contains("not-the-key"), "{m}");
+        assert_eq!(
+            secret_text(&secrets, "db-secret").await.as_ref(),
+            Some(&synced),
+            "after {store} / {item}"
+        );
+    }
 }

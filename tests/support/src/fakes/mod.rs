@@ -2,10 +2,10 @@
 //! vendor's documented API (named at the top of its module) and records what it was asked,
 //! and each is checked against the vendor's official SDK by a contract test.
 
-/// Azure Key Vault, Entra ID tokens and IMDS (the azurekv provider).
-pub mod azurekv;
 /// Akeyless API v2 (the akeyless provider, issue 17).
 pub mod akeyless;
+/// Azure Key Vault, Entra ID tokens and IMDS (the azurekv provider).
+pub mod azurekv;
 pub mod doppler;
 /// GitLab REST v4 variables (the gitlab provider).
 pub mod gitlab;

@@ -1490,7 +1490,7 @@ async fn the_seed_vault_stores_and_external_secret_sync_on_the_real_control_plan
         wait_ready(&client, "SecretStore", Some(&ns), "vault-backend", "False").await;
     assert_eq!(
         (reason.as_str(), message.as_str()),
-        ("InvalidProviderConfig", "unable to validate store")
+        ("InvalidProviderConfig", "unable to create client")
     );
     let store_event = |needle: &'static str| {
         cluster::warning_event(

@@ -9,6 +9,7 @@
 //! Every reconciler reports failures through one [`Error`] whose [`Error::reason`] is the
 //! stable PascalCase word used in messages, events and logs.
 
+mod advice;
 pub mod cluster_external_secret;
 pub mod external_secret;
 pub mod generator;

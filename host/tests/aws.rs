@@ -843,9 +843,24 @@ impl Cluster {
         failure_event(&self.client, &self.ns, name, needle).await
     }
 
-    /// The SecretStore's Ready message once its status is `want` and it mentions `needle`.
+    /// Once the SecretStore's Ready status is `want`: its message when it mentions `needle`
+    /// (`True`), or for `False` (ESO's fixed `unable to …` message) the note of the Warning
+    /// event mentioning `needle`, where the detail is, as ESO does it.
     async fn ready_store(&self, name: &str, want: &str, needle: &str) -> String {
-        ready_message(&self.api::<SecretStore>(), name, want, needle).await
+        let api = self.api::<SecretStore>();
+        if want != "False" {
+            return ready_message(&api, name, want, needle).await;
+        }
+        ready_message(&api, name, "False", "unable to ").await;
+        cluster::warning_event(
+            &self.client,
+            &self.ns,
+            "SecretStore",
+            name,
+            "InvalidProviderConfig",
+            needle,
+        )
+        .await
     }
 }
 

@@ -407,7 +407,17 @@ async fn a_doppler_store_syncs_an_external_secret_and_a_bad_token_keeps_the_sync
         .await;
     }
     ready_message(&stores, "doppler", "True", "").await;
-    let m = ready_message(&stores, "doppler-bad", "False", "Invalid Auth token").await;
+    // ESO's fixed Ready message; Doppler's answer is in the Warning event.
+    ready_message(&stores, "doppler-bad", "False", "unable to ").await;
+    let m = cluster::warning_event(
+        &client,
+        &ns,
+        "SecretStore",
+        "doppler-bad",
+        "InvalidProviderConfig",
+        "Invalid Auth token",
+    )
+    .await;
     assert!(m.contains("401"), "{m}");
 
     let external = |store: &str| {

@@ -5,7 +5,7 @@ mod cluster;
 
 use cluster::{
     TIMEOUT, apply, apply_fake_provider, eventually, failure_event, install_crds, secret_text,
-    string_map, text_data,
+    string_map, text_data, warning_event,
 };
 
 use std::collections::BTreeMap;
@@ -938,6 +938,25 @@ impl Env {
         .await;
     }
 
+    /// Waits for the SecretStore `name` to be `Ready=False` with reason
+    /// `InvalidProviderConfig` and exactly ESO's fixed `message`, and returns the note of the
+    /// Warning `InvalidProviderConfig` event mentioning `needle` (the detail).
+    async fn store_failure(&self, name: &str, message: &str, needle: &str) -> String {
+        let c = self
+            .store_ready(name, "False", "InvalidProviderConfig")
+            .await;
+        assert_eq!(c.message.as_deref(), Some(message), "{c:?}");
+        warning_event(
+            &self.client,
+            &self.ns,
+            "SecretStore",
+            name,
+            "InvalidProviderConfig",
+            needle,
+        )
+        .await
+    }
+
     /// The SecretStore's Ready condition once it has the wanted status and reason.
     async fn store_ready(&self, name: &str, status: &str, reason: &str) -> crd::Condition {
         let api = self.api::<SecretStore>();
@@ -999,38 +1018,36 @@ async fn store_configs_the_provider_cannot_use_set_ready_false_with_the_reason()
     )
     .await;
 
-    let c = env
-        .store_ready(
+    // ESO's fixed Ready message; the detail is in the Warning event, as ESO does it.
+    let note = env
+        .store_failure(
             "other-namespace-credentials",
-            "False",
-            "InvalidProviderConfig",
+            "unable to create client",
+            "does not match",
         )
         .await;
-    let message = c.message.unwrap_or_default();
     assert!(
-        message.contains("spec.provider.fake does not match the provider's schema"),
-        "{message}"
+        note.contains("spec.provider.fake does not match the provider's schema"),
+        "{note}"
     );
-    assert!(message.contains("auth"), "{message}");
+    assert!(note.contains("auth"), "{note}");
 
-    let c = env
-        .store_ready("missing-key", "False", "InvalidProviderConfig")
+    let note = env
+        .store_failure("missing-key", "unable to create client", "does not match")
         .await;
-    let message = c.message.unwrap_or_default();
     assert!(
-        message.contains("spec.provider.fake does not match the provider's schema"),
-        "{message}"
+        note.contains("spec.provider.fake does not match the provider's schema"),
+        "{note}"
     );
-    assert!(message.contains("key"), "{message}");
+    assert!(note.contains("key"), "{note}");
 
-    let c = env
-        .store_ready("no-provider", "False", "InvalidProviderConfig")
+    let note = env
+        .store_failure("no-provider", "unable to create client", "nosuch")
         .await;
-    let message = c.message.unwrap_or_default();
-    assert!(message.contains("ProviderNotFound"), "{message}");
+    assert!(note.contains("(ProviderNotFound)"), "{note}");
     assert!(
-        message.contains("no Provider named \"nosuch\" is installed"),
-        "{message}"
+        note.contains("no Provider named \"nosuch\" is installed"),
+        "{note}"
     );
 
     // An ExternalSecret using such a store reports it too, and writes nothing.

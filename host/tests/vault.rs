@@ -1485,39 +1485,46 @@ async fn the_seed_vault_stores_and_external_secret_sync_on_the_real_control_plan
     let mut wrong_mount = seed_manifest("SecretStore", "vault-backend", &ns, &bao.addr);
     wrong_mount["spec"]["provider"]["vault"]["path"] = json!("no-such-mount");
     apply_dynamic(&client, &wrong_mount).await;
-    let (_, _, message) =
+    // ESO's fixed Ready message; the detail is in the Warning event, as ESO does it.
+    let (_, reason, message) =
         wait_ready(&client, "SecretStore", Some(&ns), "vault-backend", "False").await;
-    assert!(
-        message.contains("no secrets engine is mounted at \"no-such-mount\""),
-        "{message}"
+    assert_eq!(
+        (reason.as_str(), message.as_str()),
+        ("InvalidProviderConfig", "unable to create client")
     );
+    let store_event = |needle: &'static str| {
+        cluster::warning_event(
+            &client,
+            &ns,
+            "SecretStore",
+            "vault-backend",
+            "InvalidProviderConfig",
+            needle,
+        )
+    };
+    store_event("no secrets engine is mounted at \"no-such-mount\"").await;
 
     let mut mismatch = seed_manifest("SecretStore", "vault-backend", &ns, &bao.addr);
     mismatch["spec"]["provider"]["vault"]["version"] = json!("v1");
     apply_dynamic(&client, &mismatch).await;
-    cluster::eventually("the version mismatch on the store", || async {
-        ready_of(&client, "SecretStore", Some(&ns), "vault-backend")
-            .await
-            .filter(|(_, _, m)| m.contains("KV version mismatch"))
-    })
-    .await;
+    store_event("KV version mismatch").await;
 
-    // A server the Provider does not grant: the condition names the host to grant.
+    // A server the Provider does not grant: the event names the host and the grant to add.
     let elsewhere = "http://127.0.0.1:1";
     apply_dynamic(
         &client,
         &seed_manifest("SecretStore", "vault-backend", &ns, elsewhere),
     )
     .await;
-    let message = cluster::eventually("the not-granted condition", || async {
-        ready_of(&client, "SecretStore", Some(&ns), "vault-backend")
-            .await
-            .map(|(_, _, m)| m)
-            .filter(|m| m.contains("not granted"))
-    })
-    .await;
+    let message = store_event("not granted").await;
     assert!(
         message.contains("outbound host http://127.0.0.1:1 is not granted to provider vault"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "; to fix: add \"http://127.0.0.1:1\" to spec.allowedOutboundHosts of Provider vault"
+        ),
         "{message}"
     );
 
@@ -1532,13 +1539,7 @@ async fn the_seed_vault_stores_and_external_secret_sync_on_the_real_control_plan
     wrong_token["spec"]["provider"]["vault"]["auth"] =
         json!({"tokenSecretRef": {"name": "vault-token", "key": "token"}});
     apply_dynamic(&client, &wrong_token).await;
-    let message = cluster::eventually("the wrong-token condition", || async {
-        ready_of(&client, "SecretStore", Some(&ns), "vault-backend")
-            .await
-            .map(|(_, _, m)| m)
-            .filter(|m| m.contains("lookup-self"))
-    })
-    .await;
+    let message = store_event("lookup-self").await;
     assert!(message.contains("access"), "{message}");
     assert_eq!(
         secret_text(&client, &ns, "my-secret").await,

@@ -57,14 +57,15 @@ const MSG_UPDATE_IMMUTABLE: &str = "could not update secret, target is immutable
 const MSG_BECOME_OWNER: &str = "failed to take ownership of target secret";
 const MSG_IS_OWNED: &str = "target is owned by another ExternalSecret";
 
-/// A failed sync: ESO's condition message for the step that failed, and what went wrong.
-struct Failure {
-    message: &'static str,
-    error: Error,
+/// A failed sync (or store validation): ESO's condition message for the step that failed,
+/// and what went wrong.
+pub(super) struct Failure {
+    pub(super) message: &'static str,
+    pub(super) error: Error,
 }
 
 /// Tags the error of one sync step with that step's condition message.
-trait Step<T> {
+pub(super) trait Step<T> {
     fn step(self, message: &'static str) -> Result<T, Failure>;
 }
 
@@ -425,7 +426,7 @@ async fn reconcile<B: ModuleHost>(
         }
         Err(Failure { message, error: e }) => {
             crate::metrics::global().external_secret_synced(&namespace, &name, false);
-            let detail = format!("{e} ({})", e.reason());
+            let detail = super::advice::failure_note(&e, None);
             tracing::warn!(externalsecret = %format!("{namespace}/{name}"), reason = e.reason(), error = %detail, "sync failed: {message}");
             let condition = ready_condition(
                 previous,

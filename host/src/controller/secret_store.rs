@@ -17,12 +17,20 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::external_secret::{Failure, Step};
 use super::{Context, Error, ModuleHost, find_ready, log_result, ready_condition};
 use crate::backend::{Capabilities, StoreContext, StoreInfo, StoreKind, Validation};
 use crate::crd::{
     ClusterSecretStore, ConditionStatus, GoDuration, Provider, SecretStore, SecretStoreSpec,
 };
 use crate::runtime::TlsSettings;
+
+// ESO's fixed `Ready` messages for stores (`pkg/controllers/secretstore/common.go`): users grep
+// and alert on them, so the detail goes to the Warning event instead.
+const MSG_VALIDATED: &str = "store validated";
+const MSG_VALIDATION_UNKNOWN: &str = "could not determine validation status";
+const MSG_CREATE_CLIENT: &str = "unable to create client";
+const MSG_VALIDATE: &str = "unable to validate store";
 
 /// Builds what the backend needs to serve a store: the Provider's name (the key under
 /// `spec.provider`, lowercased), its configuration and the store's identity. `namespace` is
@@ -423,17 +431,35 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
     let name = s.name_any();
     let namespace = s.namespace().unwrap_or_default();
     let previous = s.conditions();
+    // ESO's two failing steps: building the client (here: the store's config, TLS material
+    // and the provider's module) and validating the store.
+    let mut provider = None;
     let outcome = async {
-        let mut store = store_context(s.spec(), S::KIND, &name, &namespace)?;
-        resolve_tls(&ctx, &mut store).await?;
-        let capabilities = ctx.backend.capabilities(&store)?;
-        let validation = ctx.backend.validate(&store).await?;
-        Ok::<_, Error>((capabilities, validation))
+        let mut store =
+            store_context(s.spec(), S::KIND, &name, &namespace).step(MSG_CREATE_CLIENT)?;
+        provider = Some(store.provider.clone());
+        resolve_tls(&ctx, &mut store)
+            .await
+            .step(MSG_CREATE_CLIENT)?;
+        let capabilities = ctx.backend.capabilities(&store).step(MSG_CREATE_CLIENT)?;
+        let validation = ctx.backend.validate(&store).await.map_err(|e| {
+            // A config the provider's schema or its `open` refuses is ESO's `NewClient`
+            // failing; anything else is the validation itself.
+            let message = match e.reason() {
+                "InvalidProviderConfig" => MSG_CREATE_CLIENT,
+                _ => MSG_VALIDATE,
+            };
+            Failure {
+                message,
+                error: e.into(),
+            }
+        })?;
+        Ok::<_, Failure>((capabilities, validation))
     }
     .await;
     let (condition, capabilities) = match &outcome {
         Ok((caps, Validation::Ready)) => (
-            ready_condition(previous, ConditionStatus::True, "Valid", "store validated"),
+            ready_condition(previous, ConditionStatus::True, "Valid", MSG_VALIDATED),
             Some(*caps),
         ),
         Ok((caps, Validation::Unknown)) => (
@@ -441,16 +467,16 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
                 previous,
                 ConditionStatus::True,
                 "ValidationUnknown",
-                "the provider cannot tell whether the store is valid",
+                MSG_VALIDATION_UNKNOWN,
             ),
             Some(*caps),
         ),
-        Err(e) => (
+        Err(Failure { message, .. }) => (
             ready_condition(
                 previous,
                 ConditionStatus::False,
                 "InvalidProviderConfig",
-                format!("unable to validate store ({}): {e}", e.reason()),
+                *message,
             ),
             None,
         ),
@@ -464,18 +490,34 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
     let old = find_ready(previous);
     let transitioned = old.map(|c| (c.status, c.message.clone()))
         != Some((condition.status, condition.message.clone()));
-    if transitioned {
-        let (type_, reason) = match condition.status {
-            ConditionStatus::True => (EventType::Normal, condition.reason.clone()),
-            _ => (EventType::Warning, condition.reason.clone()),
-        };
-        ctx.event(
-            s.as_ref(),
-            type_,
-            reason.as_deref().unwrap_or("Valid"),
-            condition.message.clone().unwrap_or_default(),
-        )
-        .await;
+    match &outcome {
+        // As ESO: the condition keeps its fixed message, the detail goes to a Warning event
+        // (sent at every failed validation; identical ones fold into one event's count).
+        Err(Failure { error, .. }) => {
+            let note = super::advice::failure_note(error, provider.as_deref());
+            tracing::warn!(store = %key(s.as_ref()), reason = error.reason(), error = %note, "store validation failed");
+            ctx.event(
+                s.as_ref(),
+                EventType::Warning,
+                "InvalidProviderConfig",
+                note,
+            )
+            .await;
+        }
+        Ok((_, Validation::Unknown)) if transitioned => {
+            ctx.event(
+                s.as_ref(),
+                EventType::Warning,
+                "ValidationUnknown",
+                "the provider cannot tell whether the store is valid".into(),
+            )
+            .await;
+        }
+        Ok(_) if transitioned => {
+            ctx.event(s.as_ref(), EventType::Normal, "Valid", MSG_VALIDATED.into())
+                .await;
+        }
+        Ok(_) => {}
     }
     let patch = json!({"status": {
         "conditions": [condition],
@@ -492,7 +534,7 @@ async fn reconcile<S: StoreResource, B: ModuleHost>(
                 ctx.config.store_requeue_interval,
             )))
         }
-        Err(e) => Err(e),
+        Err(Failure { error, .. }) => Err(error),
     }
 }
 

@@ -183,18 +183,39 @@ where
 /// contains `needle`, and returns the note: the Ready condition carries ESO's fixed message,
 /// the detail of a failed sync goes to this event, as ESO does.
 pub async fn failure_event(client: &Client, namespace: &str, name: &str, needle: &str) -> String {
+    warning_event(
+        client,
+        namespace,
+        "ExternalSecret",
+        name,
+        "UpdateFailed",
+        needle,
+    )
+    .await
+}
+
+/// Waits for a Warning event with `reason` about the `kind` object `name` (events of
+/// cluster-scoped objects are in `default`) whose note contains `needle`; returns the note.
+pub async fn warning_event(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    reason: &str,
+    needle: &str,
+) -> String {
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), namespace);
     eventually(
-        &format!("an UpdateFailed event about {name} mentioning {needle:?}"),
+        &format!("a {reason} event about {kind} {name} mentioning {needle:?}"),
         || async {
             let list = events.list(&Default::default()).await.ok()?;
             list.items.into_iter().find_map(|e| {
                 let about = e.regarding.as_ref()?;
                 let note = e.note.clone().unwrap_or_default();
-                (about.kind.as_deref() == Some("ExternalSecret")
+                (about.kind.as_deref() == Some(kind)
                     && about.name.as_deref() == Some(name)
-                    && e.reason.as_deref() == Some("UpdateFailed")
+                    && e.reason.as_deref() == Some(reason)
                     && e.type_.as_deref() == Some("Warning")
                     && note.contains(needle))
                 .then_some(note)

@@ -77,7 +77,13 @@ impl Env {
     /// mentioning `needle`.
     async fn failure(&self, name: &str, needle: &str) -> String {
         let api = Api::<ExternalSecret>::namespaced(self.client.clone(), &self.ns);
-        ready_message(&api, name, "False", "could not get secret data from provider").await;
+        ready_message(
+            &api,
+            name,
+            "False",
+            "could not get secret data from provider",
+        )
+        .await;
         failure_event(&self.client, &self.ns, name, needle).await
     }
 }
@@ -123,7 +129,9 @@ async fn a_refused_host_or_operator_token_gets_an_event_naming_the_setting_to_ch
     // The operator's token asked for from a namespaced store.
     env.external_secret("ns-token", "hostile", "SecretStore", "operator-token")
         .await;
-    let note = env.failure("ns-token", "operator's service-account token").await;
+    let note = env
+        .failure("ns-token", "operator's service-account token")
+        .await;
     assert!(
         note.ends_with(&format!(
             "; to fix: name a secretRef or serviceAccountRef in the auth of SecretStore {}/hostile \

@@ -437,7 +437,11 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_status_subresource() {
-        for crd in all() {
+        // ESO's generator kinds are specs only: nothing reconciles them, so no status.
+        for crd in all()
+            .into_iter()
+            .filter(|c| c.spec.group != generator::GROUP)
+        {
             for version in &crd.spec.versions {
                 let status = version
                     .subresources

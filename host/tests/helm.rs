@@ -594,6 +594,8 @@ async fn the_rendered_deployment_and_rbac_pass_server_side_dry_run() {
         "providers.fake.enabled=false,providers.aws.enabled=false,providers.vault.enabled=false",
         "--set",
         "providers.doppler.enabled=false,providers.gitlab.enabled=false",
+        "--set",
+        "providers.onepassword.enabled=false,providers.azurekv.enabled=false,providers.akeyless.enabled=false,providers.gcpsm.enabled=false",
     ]);
     let docs = documents(&yaml);
     assert!(of_kind(&docs, "Provider").is_empty());

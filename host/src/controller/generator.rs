@@ -177,10 +177,12 @@ pub fn password(spec: &PasswordSpec) -> Result<BTreeMap<String, Vec<u8>>, Error>
 /// then the symbols, each inserted at a random position; without `allowRepeat` no character
 /// appears twice.
 pub fn generate_password(spec: &PasswordSpec) -> Result<String, Error> {
-    let length = spec.length as usize;
-    let quarter = (spec.length as f64 * 0.25) as usize;
-    let digits = spec.digits.map_or(quarter, |d| d as usize);
-    let symbols = spec.symbols.map_or(quarter, |s| s as usize);
+    // The CRD bounds these to 0..=4096; a negative value from an older object reads as 0.
+    let count = |n: i32| usize::try_from(n).unwrap_or(0);
+    let length = count(spec.length);
+    let quarter = length / 4;
+    let digits = spec.digits.map_or(quarter, count);
+    let symbols = spec.symbols.map_or(quarter, count);
     let symbol_set: Vec<char> = spec
         .symbol_characters
         .as_deref()

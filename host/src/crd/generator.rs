@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The API group of every generator kind.
 pub const GROUP: &str = "generators.external-secrets.io";
 
-fn default_length() -> u32 {
+fn default_length() -> i32 {
     24
 }
 
@@ -33,14 +33,16 @@ fn default_length() -> u32 {
 pub struct PasswordSpec {
     /// Length of the password. Defaults to 24.
     #[serde(default = "default_length")]
-    #[schemars(range(max = 4096))]
-    pub length: u32,
+    #[schemars(range(min = 0, max = 4096))]
+    pub length: i32,
     /// How many digits; 25% of the length when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digits: Option<u32>,
+    #[schemars(range(min = 0, max = 4096))]
+    pub digits: Option<i32>,
     /// How many symbols; 25% of the length when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbols: Option<u32>,
+    #[schemars(range(min = 0, max = 4096))]
+    pub symbols: Option<i32>,
     /// The symbol characters to draw from. Defaults to ``~!@#$%^&*()_+`-={}|[]\:"<>?,./``.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol_characters: Option<String>,

@@ -3,5 +3,7 @@
 //! and each is checked against the vendor's official SDK by a contract test.
 
 pub mod doppler;
+/// Google Cloud Secret Manager and Google's token services (the gcpsm provider).
+pub mod gcpsm;
 /// GitLab REST v4 variables (the gitlab provider).
 pub mod gitlab;

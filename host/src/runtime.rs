@@ -29,7 +29,7 @@ pub use self::credentials::{
 };
 pub use self::egress::{HostPattern, Resolver, SystemResolver, TlsSettings};
 pub use self::engine::{EPOCH_TICK, EngineConfig, Origin, digest};
-pub use self::grant::{Grants, Limits};
+pub use self::grant::{Grants, HostAlias, Limits};
 
 use self::bindings::{ProviderPre, wit};
 use self::credentials::{CredentialPolicy, TokenCache};
@@ -208,6 +208,7 @@ pub struct LoadedProvider {
     name_arc: Arc<str>,
     patterns: Arc<[HostPattern]>,
     address_policy: AddressPolicy,
+    egress_hash: u64,
     validator: jsonschema::Validator,
     pre: ProviderPre<Sandbox>,
     permits: Arc<Semaphore>,
@@ -232,6 +233,9 @@ struct StoreKey {
     store: StoreInfo,
     config_hash: u64,
     tls_hash: u64,
+    /// The provider's egress grants: a store's pool is rebuilt when they change, even if
+    /// the module did not.
+    egress_hash: u64,
 }
 
 /// What the runtime keeps for one store configuration, computed on its first call and
@@ -364,6 +368,16 @@ impl Runtime {
         })?;
         let patterns: Arc<[HostPattern]> = grants.allowed_outbound_hosts.clone().into();
         let address_policy = AddressPolicy::new(&grants.allowed_cidrs, &patterns);
+        let egress_hash = hash_text(&format!(
+            "{:?}",
+            (
+                &grants.allowed_outbound_hosts,
+                &grants.allowed_cidrs,
+                &grants.ca_bundle_pem,
+                &grants.host_aliases,
+                grants.limits.connect_timeout,
+            )
+        ));
         let name_arc: Arc<str> = name.into();
         let info = self.describe(&pre, &name_arc, &grants).await?;
         let validator = jsonschema::validator_for(&info.config_schema).map_err(|e| {
@@ -382,6 +396,7 @@ impl Runtime {
             name_arc,
             patterns,
             address_policy,
+            egress_hash,
             validator,
             pre,
         });
@@ -637,6 +652,7 @@ impl Runtime {
             store: store.info.clone(),
             config_hash: hash_text(&config_text),
             tls_hash: store.tls_fingerprint(),
+            egress_hash: provider.egress_hash,
         };
         let mut stores = self.inner.stores.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(state) = stores.get(&key) {
@@ -648,8 +664,8 @@ impl Runtime {
             Some(EgressClient::new(
                 provider.address_policy.clone(),
                 &store.tls,
+                &provider.grants,
                 self.inner.resolver.clone(),
-                provider.grants.limits.connect_timeout,
             )?)
         };
         let state = Arc::new(StoreState {

@@ -25,7 +25,7 @@ use crate::crd::{ConditionStatus, Provider, ProviderSpec};
 use crate::registry::{
     self, ArtifactCache, Registry, RegistryCredentials, RegistryError, RegistryOptions,
 };
-use crate::runtime::{Grants, Limits, Runtime, RuntimeError, digest};
+use crate::runtime::{Grants, HostAlias, Limits, Runtime, RuntimeError, digest};
 
 /// The Secret type of registry credentials.
 const DOCKER_CONFIG_SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -159,6 +159,17 @@ pub fn grants(spec: &ProviderSpec) -> Result<Grants, RuntimeError> {
     };
     let mut grants = Grants::parse(&spec.allowed_outbound_hosts, &spec.allowed_cidrs, limits)?;
     grants.allow_operator_token = spec.credentials.allow_operator_service_account_token;
+    if let Some(b64) = spec.ca_bundle.as_deref().filter(|b| !b.trim().is_empty()) {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| RuntimeError::InvalidGrant(format!("spec.caBundle is not base64: {e}")))?;
+        grants.ca_bundle_pem = Some(pem);
+    }
+    grants.host_aliases = spec
+        .host_aliases
+        .iter()
+        .map(|a| HostAlias::parse(&a.hostnames, &a.address))
+        .collect::<Result<_, _>>()?;
     Ok(grants)
 }
 
@@ -447,5 +458,40 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn spec(extra: serde_json::Value) -> ProviderSpec {
+        let mut v = json!({"module": {"path": "fake.wasm"}});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_providers_ca_bundle_and_host_aliases_reach_its_grants() {
+        let g = grants(&spec(json!({
+            "caBundle": base64::engine::general_purpose::STANDARD.encode("PEM"),
+            "hostAliases": [{"hostnames": ["login.microsoftonline.com"], "address": "127.0.0.1:8443"}],
+        })))
+        .unwrap();
+        assert_eq!(g.ca_bundle_pem.as_deref(), Some(&b"PEM"[..]));
+        assert_eq!(g.host_aliases.len(), 1);
+        assert!(g.host_aliases[0].matches("login.microsoftonline.com"));
+        assert_eq!(g.host_aliases[0].port, Some(8443));
+    }
+
+    #[test]
+    fn a_bad_ca_bundle_or_alias_address_is_a_clear_grant_error() {
+        let e = grants(&spec(json!({"caBundle": "not base64!"})))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.caBundle is not base64"), "{e}");
+        let e = grants(&spec(json!({
+            "hostAliases": [{"hostnames": ["a.example"], "address": "a.internal"}],
+        })))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"a.internal\" is not an IP address"), "{e}");
     }
 }

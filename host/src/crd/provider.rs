@@ -88,6 +88,22 @@ pub struct ProviderSpec {
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
 
+    /// Base64-encoded PEM CA certificates trusted for TLS to every host the provider reaches,
+    /// in addition to the public roots (or to a store's own `caBundle`/`caProvider`): for
+    /// private endpoints and TLS-inspecting proxies. Stores cannot set this.
+    #[schemars(length(max = 262144))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+
+    /// Fixed addresses for host names, as a Pod's `hostAliases` but with an optional port:
+    /// requests to these hosts connect to `address` instead of the resolver's answer (a
+    /// private endpoint, or a stand-in server in tests). The URL's host still has to match
+    /// `allowedOutboundHosts`, TLS still verifies the host name, and a private address still
+    /// has to be in `allowedCidrs`.
+    #[schemars(length(max = 64))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_aliases: Vec<ProviderHostAlias>,
+
     /// Resource limits for every call into the provider. Exceeding one fails that call (and
     /// only the stores using this provider), never the operator.
     #[serde(default)]
@@ -101,6 +117,18 @@ pub struct ProviderSpec {
     /// Require a valid signature on the OCI module before it is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<ProviderSignature>,
+}
+
+/// One entry of `spec.hostAliases`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderHostAlias {
+    /// Host names (or IP literals) exactly as they appear in the provider's request URLs.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253)))]
+    pub hostnames: Vec<String>,
+    /// `IP`, `IP:port` or `[IPv6]:port`. Without a port, the URL's port is kept.
+    #[schemars(length(min = 1, max = 64))]
+    pub address: String,
 }
 
 /// The module source. Set exactly one of `path` or `oci`; `pullSecretRef`, `caBundle` and

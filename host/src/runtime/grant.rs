@@ -2,6 +2,7 @@
 //! networks it may connect to, its resource limits and whether it may use the operator's
 //! own service-account token. Built from the `Provider` resource.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -23,6 +24,60 @@ pub struct Grants {
     pub limits: Limits,
     /// Whether `credentials.operator-token` is answered.
     pub allow_operator_token: bool,
+    /// PEM CA certificates trusted for every store of the provider, on top of the public
+    /// roots or of the store's own CA bundle (a private endpoint, a TLS-inspecting proxy).
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    /// Host names whose connections go to a fixed address instead of the resolver's answer.
+    pub host_aliases: Vec<HostAlias>,
+}
+
+/// Where connections to some host names go, in place of what DNS says: a private endpoint,
+/// or a stand-in server. The request's URL, and so the grant check, the `Host` header and
+/// the TLS server name, still use the host name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostAlias {
+    /// Host names (or IP literals) as they appear in request URLs, matched exactly
+    /// (ASCII case-insensitively).
+    pub hostnames: Vec<String>,
+    /// The address connected to; still checked against `allowed_cidrs`.
+    pub ip: IpAddr,
+    /// The port connected to; `None` keeps the URL's port.
+    pub port: Option<u16>,
+}
+
+impl HostAlias {
+    /// Parses `address` written as `IP`, `IP:port` or `[IPv6]:port`.
+    pub fn parse(hostnames: &[String], address: &str) -> Result<Self, RuntimeError> {
+        let bad = || {
+            RuntimeError::InvalidGrant(format!(
+                "host alias address {address:?} is not an IP address, IP:port or [IPv6]:port"
+            ))
+        };
+        let (ip, port) = if let Ok(ip) = address.parse::<IpAddr>() {
+            (ip, None)
+        } else {
+            let sa = address.parse::<SocketAddr>().map_err(|_| bad())?;
+            (sa.ip(), Some(sa.port()))
+        };
+        if port == Some(0) {
+            return Err(bad());
+        }
+        if hostnames.is_empty() || hostnames.iter().any(|h| h.is_empty()) {
+            return Err(RuntimeError::InvalidGrant(format!(
+                "host alias for {address:?} names no host"
+            )));
+        }
+        Ok(HostAlias {
+            hostnames: hostnames.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            ip,
+            port,
+        })
+    }
+
+    /// Whether connections to `host` take this alias.
+    pub fn matches(&self, host: &str) -> bool {
+        self.hostnames.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
 }
 
 impl Grants {
@@ -33,6 +88,8 @@ impl Grants {
             allowed_cidrs: Vec::new(),
             limits: Limits::default(),
             allow_operator_token: false,
+            ca_bundle_pem: None,
+            host_aliases: Vec::new(),
         }
     }
 
@@ -55,6 +112,8 @@ impl Grants {
             allowed_cidrs,
             limits,
             allow_operator_token: false,
+            ca_bundle_pem: None,
+            host_aliases: Vec::new(),
         })
     }
 }
@@ -89,5 +148,40 @@ impl Default for Limits {
             max_concurrent_instances: 16,
             connect_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_alias_address_is_an_ip_with_an_optional_port() {
+        let names = ["Vault.Example.test".to_string()];
+        let a = HostAlias::parse(&names, "127.0.0.1:8443").unwrap();
+        assert_eq!((a.ip.to_string(), a.port), ("127.0.0.1".into(), Some(8443)));
+        assert!(a.matches("vault.example.TEST"));
+        assert!(!a.matches("example.test"));
+        let a = HostAlias::parse(&names, "10.0.0.5").unwrap();
+        assert_eq!(a.port, None);
+        let a = HostAlias::parse(&names, "[fd00::1]:443").unwrap();
+        assert_eq!((a.ip.to_string(), a.port), ("fd00::1".into(), Some(443)));
+    }
+
+    #[test]
+    fn a_host_alias_with_a_name_for_an_address_or_no_host_is_refused() {
+        let names = ["vault.example.test".to_string()];
+        for bad in [
+            "vault.internal",
+            "vault.internal:443",
+            "127.0.0.1:0",
+            "",
+            "1.2.3.4:x",
+        ] {
+            let e = HostAlias::parse(&names, bad).unwrap_err().to_string();
+            assert!(e.contains("is not an IP address"), "{bad}: {e}");
+        }
+        let e = HostAlias::parse(&[], "127.0.0.1").unwrap_err().to_string();
+        assert!(e.contains("names no host"), "{e}");
     }
 }

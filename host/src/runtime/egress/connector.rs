@@ -26,6 +26,7 @@ use tokio_rustls::client::TlsStream;
 use super::AddressPolicy;
 use super::pattern::default_port;
 use crate::runtime::RuntimeError;
+use crate::runtime::{Grants, HostAlias};
 
 /// Resolves host names to addresses. The host resolves for the guest so that the address
 /// it checks is the address it connects to.
@@ -77,25 +78,20 @@ impl std::fmt::Debug for TlsSettings {
 }
 
 impl TlsSettings {
-    fn client_config(&self) -> Result<rustls::ClientConfig, RuntimeError> {
+    /// The rustls configuration: the store's CA bundle or the public roots, plus the
+    /// provider's own CA bundle (`provider_ca_pem`) when it has one.
+    fn client_config(
+        &self,
+        provider_ca_pem: Option<&[u8]>,
+    ) -> Result<rustls::ClientConfig, RuntimeError> {
         let bad = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Tls(format!("{what}: {e}"));
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca_bundle_pem {
-            Some(pem) => {
-                let certs: Vec<CertificateDer<'static>> =
-                    rustls_pemfile::certs(&mut pem.as_slice())
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| bad("CA bundle is not PEM", &e))?;
-                if certs.is_empty() {
-                    return Err(RuntimeError::Tls("CA bundle holds no certificate".into()));
-                }
-                for cert in certs {
-                    roots
-                        .add(cert)
-                        .map_err(|e| bad("CA bundle certificate rejected", &e))?;
-                }
-            }
+            Some(pem) => add_pem_roots(&mut roots, pem, "CA bundle")?,
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        if let Some(pem) = provider_ca_pem {
+            add_pem_roots(&mut roots, pem, "the Provider's caBundle")?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -126,6 +122,30 @@ impl TlsSettings {
     }
 }
 
+/// Adds every certificate of a PEM bundle to `roots`; a bundle without one is an error, so
+/// a mistyped bundle is not silently ignored.
+fn add_pem_roots(
+    roots: &mut rustls::RootCertStore,
+    pem: &[u8],
+    what: &str,
+) -> Result<(), RuntimeError> {
+    let bad = |problem: &str, e: &dyn std::fmt::Display| {
+        RuntimeError::Tls(format!("{what} {problem}: {e}"))
+    };
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("is not PEM", &e))?;
+    if certs.is_empty() {
+        return Err(RuntimeError::Tls(format!("{what} holds no certificate")));
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| bad("has a certificate that was rejected", &e))?;
+    }
+    Ok(())
+}
+
 /// The host refused to connect: every address of the host is restricted and not granted.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -151,19 +171,23 @@ impl std::fmt::Debug for EgressClient {
 }
 
 impl EgressClient {
-    /// A client for one store of a provider.
+    /// A client for one store of a provider: the store's TLS settings, and the provider's
+    /// address policy, CA bundle and host aliases.
     pub fn new(
         policy: AddressPolicy,
         tls: &TlsSettings,
+        grants: &Grants,
         resolver: Arc<dyn Resolver>,
-        connect_timeout: Duration,
     ) -> Result<Self, RuntimeError> {
         let connector = Connector {
             inner: Arc::new(ConnectorInner {
                 policy,
-                tls: TlsConnector::from(Arc::new(tls.client_config()?)),
+                tls: TlsConnector::from(Arc::new(
+                    tls.client_config(grants.ca_bundle_pem.as_deref())?,
+                )),
+                aliases: grants.host_aliases.clone().into(),
                 resolver,
-                connect_timeout,
+                connect_timeout: grants.limits.connect_timeout,
             }),
         };
         let client = Client::builder(TokioExecutor::new())
@@ -191,6 +215,7 @@ pub struct Connector {
 struct ConnectorInner {
     policy: AddressPolicy,
     tls: TlsConnector,
+    aliases: Arc<[HostAlias]>,
     resolver: Arc<dyn Resolver>,
     connect_timeout: Duration,
 }
@@ -220,13 +245,18 @@ impl ConnectorInner {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = uri
+        let mut port = uri
             .port_u16()
             .or_else(|| default_port(scheme))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no port"))?;
-        let addresses = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => self.resolver.resolve(host.clone()).await?,
+        let alias = self.aliases.iter().find(|a| a.matches(&host));
+        let addresses = match (alias, host.parse::<IpAddr>()) {
+            (Some(alias), _) => {
+                port = alias.port.unwrap_or(port);
+                vec![alias.ip]
+            }
+            (None, Ok(ip)) => vec![ip],
+            (None, Err(_)) => self.resolver.resolve(host.clone()).await?,
         };
         // Check every address before using any: a name that resolves to one public and
         // one private address must not reach the private one on a retry.

@@ -276,6 +276,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "aws".into(),
             "doppler".into(),
             "fake".into(),
+            "gcpsm".into(),
             "gitlab".into(),
             "vault".into()
         ])
@@ -333,6 +334,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
         BTreeSet::from([
             "aws".into(),
             "doppler".into(),
+            "gcpsm".into(),
             "gitlab".into(),
             "vault".into()
         ])

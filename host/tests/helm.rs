@@ -278,6 +278,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "azurekv".into(),
             "doppler".into(),
             "fake".into(),
+            "gcpsm".into(),
             "gitlab".into(),
             "onepassword".into(),
             "vault".into()
@@ -348,6 +349,7 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "aws".into(),
             "azurekv".into(),
             "doppler".into(),
+            "gcpsm".into(),
             "gitlab".into(),
             "onepassword".into(),
             "vault".into()

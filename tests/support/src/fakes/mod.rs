@@ -7,6 +7,8 @@ pub mod akeyless;
 /// Azure Key Vault, Entra ID tokens and IMDS (the azurekv provider).
 pub mod azurekv;
 pub mod doppler;
+/// Google Cloud Secret Manager and Google's token services (the gcpsm provider).
+pub mod gcpsm;
 /// GitLab REST v4 variables (the gitlab provider).
 pub mod gitlab;
 /// 1Password Connect server API v1 (the onepassword provider).

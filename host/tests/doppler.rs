@@ -390,16 +390,19 @@ async fn a_doppler_store_syncs_an_external_secret_and_a_bad_token_keeps_the_sync
         )
         .await;
     }
-    for (store, secret) in [
-        ("doppler", "doppler-token"),
-        ("doppler-bad", "doppler-revoked"),
+    // The third store's endpoint is Doppler's real API, outside this Provider's grant.
+    let elsewhere = "https://api.doppler.com".to_string();
+    for (store, secret, endpoint) in [
+        ("doppler", "doppler-token", fake.url()),
+        ("doppler-bad", "doppler-revoked", fake.url()),
+        ("doppler-elsewhere", "doppler-token", elsewhere),
     ] {
         apply(
             &stores,
             json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
                    "metadata": {"name": store, "namespace": ns},
                    "spec": {"provider": {"doppler": {
-                       "endpoint": fake.url(),
+                       "endpoint": endpoint,
                        "project": "backend",
                        "config": "prd",
                        "auth": {"secretRef": {"dopplerToken": {"name": secret, "key": "dopplerToken"}}}}}}}),
@@ -461,6 +464,40 @@ async fn a_doppler_store_syncs_an_external_secret_and_a_bad_token_keeps_the_sync
         secret_text(&secrets, "db-secret").await.as_ref(),
         Some(&synced)
     );
+
+    // A key the config does not have, then a store whose endpoint is outside the grant:
+    // each Ready=False with the cause in the event, and the Secret keeps what it had.
+    let one_key = |store: &str, key: &str| {
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "db", "namespace": ns},
+               "spec": {"refreshInterval": "1h",
+                        "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                        "target": {"name": "db-secret"},
+                        "data": [{"secretKey": "password", "remoteRef": {"key": key}}]}})
+    };
+    for (store, key, needle) in [
+        (
+            "doppler",
+            "NO_SUCH_KEY",
+            "secret does not exist at provider",
+        ),
+        ("doppler-elsewhere", "DB_PASSWORD", "allowedOutboundHosts"),
+    ] {
+        apply(&externals, one_key(store, key)).await;
+        ready_message(
+            &externals,
+            "db",
+            "False",
+            "could not get secret data from provider",
+        )
+        .await;
+        cluster::failure_event(&client, &ns, "db", needle).await;
+        assert_eq!(
+            secret_text(&secrets, "db-secret").await.as_ref(),
+            Some(&synced),
+            "after {store} / {key}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -442,5 +442,53 @@ async fn a_gitlab_store_syncs_a_secret_on_the_control_plane_and_a_bad_token_keep
     .await;
     let message = cluster::failure_event(&client, &ns, "app", "401 Unauthorized").await;
     assert!(!message.contains("glpat-revoked"), "{message}");
-    assert_eq!(cluster::secret_text(&secrets, "app").await, Some(expected));
+    assert_eq!(
+        cluster::secret_text(&secrets, "app").await,
+        Some(expected.clone())
+    );
+
+    // The token restored, then a variable the project does not have, then a store on an
+    // instance outside the grant: each Ready=False with the cause in the event, data kept.
+    cluster::apply(&secrets, token_secret(TOKEN)).await;
+    cluster::apply(
+        &stores,
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "gitlab-elsewhere"},
+               "spec": {"provider": {"gitlab": {
+                   "url": "https://gitlab.com", "projectID": "42",
+                   "auth": {"SecretRef": {"accessToken": {"name": "gitlab-token", "key": "token"}}}}}}}),
+    )
+    .await;
+    for (store, key, needle) in [
+        (
+            "gitlab",
+            "NO_SUCH_VARIABLE",
+            "secret does not exist at provider",
+        ),
+        ("gitlab-elsewhere", "DB_PASSWORD", "allowedOutboundHosts"),
+    ] {
+        cluster::apply(
+            &external_secrets,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                   "metadata": {"name": "app"},
+                   "spec": {"refreshInterval": "1s",
+                            "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                            "target": {"name": "app"},
+                            "data": [{"secretKey": "password", "remoteRef": {"key": key}}]}}),
+        )
+        .await;
+        cluster::failure_event(&client, &ns, "app", needle).await;
+        cluster::ready_message(
+            &external_secrets,
+            "app",
+            "False",
+            "could not get secret data from provider",
+        )
+        .await;
+        assert_eq!(
+            cluster::secret_text(&secrets, "app").await,
+            Some(expected.clone()),
+            "after {store} / {key}"
+        );
+    }
 }

@@ -489,18 +489,25 @@ async fn a_onepassword_store_syncs_and_a_bad_token_a_missing_item_or_an_ungrante
         .await;
     }
     ready_message(&stores, "onepassword", "True", "").await;
-    let m = ready_message(
-        &stores,
+    // ESO's fixed Ready messages; the detail is in the store's Warning event.
+    ready_message(&stores, "onepassword-bad", "False", "unable to ").await;
+    let m = cluster::warning_event(
+        &client,
+        &ns,
+        "SecretStore",
         "onepassword-bad",
-        "False",
+        "InvalidProviderConfig",
         "Invalid token signature",
     )
     .await;
     assert!(m.contains("401"), "{m}");
-    let m = ready_message(
-        &stores,
+    ready_message(&stores, "onepassword-elsewhere", "False", "unable to ").await;
+    let m = cluster::warning_event(
+        &client,
+        &ns,
+        "SecretStore",
         "onepassword-elsewhere",
-        "False",
+        "InvalidProviderConfig",
         "allowedOutboundHosts",
     )
     .await;

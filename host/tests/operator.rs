@@ -1814,6 +1814,10 @@ async fn property_takes_gjson_paths_as_eso_does() {
         "replicas": [{"host": "a", "port": 1}, {"host": "b", "port": 2}],
         "users": [{"name": "ann", "role": "admin"}, {"name": "bob", "role": "dev"}],
         "db.host": "literal",
+        "conn": "{\"user\":\"u\",\"pass\":\"p\"}",
+        // Keys in sorted order, so the document reads the same with or without serde_json's
+        // preserve_order.
+        "tiers": {"free": {"limit": 1}, "gold": {"limit": 9}},
     });
     env.store(
         "fake-store",
@@ -1833,6 +1837,13 @@ async fn property_takes_gjson_paths_as_eso_does() {
                 item("admin", r#"users.#(role=="admin").name"#),
                 item("reversed", "users.#.name|@reverse"),
                 item("literal", "db.host"),
+                // The modifiers gjson.rs lacks, from the SDK's own layer (gjson v1.18's).
+                item("tiers", "tiers|@keys"),
+                item("limits", "tiers.@values.#.limit"),
+                item("pass", "conn|@fromstr|pass"),
+                item("quoted", "users.0.name|@tostr"),
+                item("deep", "@dig:limit"),
+                item("pairs", "{host:replicas.#.host,port:replicas.#.port}|@group|1.port"),
             ]
         }),
     )
@@ -1846,6 +1857,12 @@ async fn property_takes_gjson_paths_as_eso_does() {
             ("admin", "ann"),
             ("reversed", r#"["bob","ann"]"#),
             ("literal", "literal"),
+            ("tiers", r#"["free","gold"]"#),
+            ("limits", "[1,9]"),
+            ("pass", "p"),
+            ("quoted", r#""\"ann\"""#),
+            ("deep", "[1,9]"),
+            ("pairs", "2"),
         ]))
     );
 }

@@ -1,6 +1,8 @@
 //! ESO's JSON conventions: `property` paths into a secret's value and exploding an object
 //! into keys for `dataFrom.extract`.
 
+mod modifiers;
+
 use serde_json::Value as Json;
 
 use crate::{Error, SecretEntry};
@@ -8,7 +10,8 @@ use crate::{Error, SecretEntry};
 /// Selects `path` inside a JSON `value` with gjson's path syntax, as ESO's providers do
 /// (tidwall/gjson): dotted keys and indexes, `\.` for a literal dot, wildcards `*` `?`,
 /// `#` (array length, or `a.#.b` over every element), queries `#(k=="v")` / `#(k>1)#`,
-/// modifiers such as `@reverse` and multipaths. A top-level key spelled exactly like `path`
+/// gjson v1.18's modifiers (`@reverse`, `@keys`, `@values`, `@tostr`, `@fromstr`, `@group`,
+/// `@dig`, …) and multipaths. A top-level key spelled exactly like `path`
 /// wins over the syntax (ESO's Vault and AWS providers look such keys up first). A string
 /// is returned as its text, a number as Go's gjson prints it, null as empty, anything else
 /// as its JSON text. `Ok(None)` when the path matches nothing; an error when the value is
@@ -22,15 +25,8 @@ pub fn select(value: &[u8], path: &str) -> Result<Option<Vec<u8>>, Error> {
                 "cannot select property {path:?}: the secret's value is not JSON"
             ))
         })?;
-    let literal = escape_key(path);
-    let mut found = gjson::get(text, &literal);
-    if !found.exists() {
-        found = gjson::get(text, path);
-    }
-    if !found.exists() {
-        return Ok(None);
-    }
-    Ok(Some(go_string(&found).into_bytes()))
+    let found = modifiers::get(text, &escape_key(path)).or_else(|| modifiers::get(text, path));
+    Ok(found.map(|raw| go_string(&gjson::parse(&raw)).into_bytes()))
 }
 
 /// `key` as a gjson path naming one key: every character that means something in a path is

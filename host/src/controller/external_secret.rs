@@ -792,9 +792,19 @@ async fn write<B: ModuleHost>(
         }
     }
     if owner {
-        delete_renamed_targets(&api, es, &name)
+        let deleted = delete_renamed_targets(&api, es, &name)
             .await
             .step(MSG_DELETE_ORPHANED)?;
+        for _ in 0..deleted {
+            // ESO's event for each orphan it deletes (one per Secret, same text).
+            ctx.event(
+                es,
+                EventType::Normal,
+                "Deleted",
+                "secret deleted because it was orphaned".into(),
+            )
+            .await;
+        }
     }
     Ok(Synced::ok(Some(if existing.is_some() {
         ("Updated", "secret updated")
@@ -852,7 +862,7 @@ async fn delete_renamed_targets(
     api: &Api<Secret>,
     es: &ExternalSecret,
     current: &str,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let namespace = es.namespace().unwrap_or_default();
     let selector = format!(
         "{CREATED_BY_LABEL}={}",
@@ -861,6 +871,7 @@ async fn delete_renamed_targets(
     let old = api
         .list_metadata(&kube::api::ListParams::default().labels(&selector))
         .await?;
+    let mut deleted = 0;
     for s in old.items {
         let name = s.name_any();
         let ours = s
@@ -870,13 +881,13 @@ async fn delete_renamed_targets(
         if name != current && ours {
             tracing::info!(secret = %format!("{namespace}/{name}"), "deleting the previous target of a renamed ExternalSecret");
             match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
+                Ok(_) => deleted += 1,
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// Fetches everything the ExternalSecret asks for: `dataFrom[]` in order, then `data[]`

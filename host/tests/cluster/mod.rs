@@ -204,6 +204,19 @@ pub async fn warning_event(
     reason: &str,
     needle: &str,
 ) -> String {
+    event(client, namespace, kind, name, ("Warning", reason), needle).await
+}
+
+/// Waits for an event of `(type, reason)` about the `kind` object `name` whose note contains
+/// `needle`; returns the note.
+pub async fn event(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    (type_, reason): (&str, &str),
+    needle: &str,
+) -> String {
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), namespace);
     eventually(
@@ -216,7 +229,7 @@ pub async fn warning_event(
                 (about.kind.as_deref() == Some(kind)
                     && about.name.as_deref() == Some(name)
                     && e.reason.as_deref() == Some(reason)
-                    && e.type_.as_deref() == Some("Warning")
+                    && e.type_.as_deref() == Some(type_)
                     && note.contains(needle))
                 .then_some(note)
             })

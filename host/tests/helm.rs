@@ -914,8 +914,14 @@ fn the_grafana_dashboard_passes_grafanas_own_dashboard_schema_and_a_broken_one_f
     };
     let chart = write("airlock.json", &dashboard);
     let (valid, report) = airlock_testenv::tools::check_grafana_dashboards(&[&chart]);
-    assert!(valid, "the chart's dashboard fails Grafana's schema:\n{report}");
-    assert!(report.trim_end().ends_with("airlock.json: valid"), "{report}");
+    assert!(
+        valid,
+        "the chart's dashboard fails Grafana's schema:\n{report}"
+    );
+    assert!(
+        report.trim_end().ends_with("airlock.json: valid"),
+        "{report}"
+    );
 
     // The check can fail: a panel whose gridPos is not an object, and no schemaVersion.
     let panels = dashboard["panels"].as_array().expect("panels");
@@ -936,7 +942,9 @@ fn the_grafana_dashboard_passes_grafanas_own_dashboard_schema_and_a_broken_one_f
         airlock_testenv::tools::check_grafana_dashboards(&[&bad_grid, &no_version]);
     assert!(!valid, "{report}");
     assert!(
-        report.contains(&format!("bad-grid.json: /panels/{at}/gridPos must be object")),
+        report.contains(&format!(
+            "bad-grid.json: /panels/{at}/gridPos must be object"
+        )),
         "{report}"
     );
     assert!(

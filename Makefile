@@ -23,7 +23,8 @@ test: setup lint check-generated k8s
 		cargo test -p airlock --benches
 
 ## setup: the Rust toolchain and wasm target pinned in rust-toolchain.toml, and the test
-## servers and tools (moto, OpenBao, oras, helm, docker-registry) under $(AIRLOCK_CACHE).
+## servers and tools (moto, OpenBao, oras, helm, docker-registry, promtool, the Grafana
+## dashboard schema check from npm) under $(AIRLOCK_CACHE).
 setup:
 	@command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs)"; exit 1; }
 	rustup show active-toolchain >/dev/null

@@ -886,14 +886,9 @@ fn series_in(expr: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn the_grafana_dashboard_and_alert_rules_read_only_series_the_operator_exports() {
-    let docs = render(&[
-        "--set",
-        "grafanaDashboard.enabled=true,prometheusRule.enabled=true",
-    ]);
-    let exported = exported_series();
-    let maps = of_kind(&docs, "ConfigMap");
+/// The dashboard JSON in the chart's Grafana sidecar ConfigMap of `docs`.
+fn dashboard_of(docs: &[Value]) -> Value {
+    let maps = of_kind(docs, "ConfigMap");
     let cm = maps
         .iter()
         .find(|c| {
@@ -903,9 +898,70 @@ fn the_grafana_dashboard_and_alert_rules_read_only_series_the_operator_exports()
         })
         .expect("the dashboard ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
-    let dashboard: Value =
-        serde_json::from_str(cm["data"]["airlock.json"].as_str().expect("airlock.json"))
-            .expect("the dashboard is JSON");
+    serde_json::from_str(cm["data"]["airlock.json"].as_str().expect("airlock.json"))
+        .expect("the dashboard is JSON")
+}
+
+#[test]
+fn the_grafana_dashboard_passes_grafanas_own_dashboard_schema_and_a_broken_one_fails_it() {
+    let docs = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let dashboard = dashboard_of(&docs);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, value: &Value| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, serde_json::to_vec_pretty(value).expect("JSON")).expect("write");
+        file
+    };
+    let chart = write("airlock.json", &dashboard);
+    let (valid, report) = airlock_testenv::tools::check_grafana_dashboards(&[&chart]);
+    assert!(
+        valid,
+        "the chart's dashboard fails Grafana's schema:\n{report}"
+    );
+    assert!(
+        report.trim_end().ends_with("airlock.json: valid"),
+        "{report}"
+    );
+
+    // The check can fail: a panel whose gridPos is not an object, and no schemaVersion.
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let at = panels
+        .iter()
+        .position(|p| p["type"] != "row")
+        .expect("a panel that is not a row");
+    let mut bad_grid = dashboard.clone();
+    bad_grid["panels"][at]["gridPos"] = json!("0,1,6,6");
+    let mut no_version = dashboard.clone();
+    no_version
+        .as_object_mut()
+        .expect("an object")
+        .remove("schemaVersion");
+    let bad_grid = write("bad-grid.json", &bad_grid);
+    let no_version = write("no-version.json", &no_version);
+    let (valid, report) =
+        airlock_testenv::tools::check_grafana_dashboards(&[&bad_grid, &no_version]);
+    assert!(!valid, "{report}");
+    assert!(
+        report.contains(&format!(
+            "bad-grid.json: /panels/{at}/gridPos must be object"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("no-version.json: / must have required property 'schemaVersion'"),
+        "{report}"
+    );
+    assert!(!report.lines().any(|l| l.ends_with(": valid")), "{report}");
+}
+
+#[test]
+fn the_grafana_dashboard_and_alert_rules_read_only_series_the_operator_exports() {
+    let docs = render(&[
+        "--set",
+        "grafanaDashboard.enabled=true,prometheusRule.enabled=true",
+    ]);
+    let exported = exported_series();
+    let dashboard = dashboard_of(&docs);
     // Grafana's dashboard model: what it needs to load it.
     assert_eq!(dashboard["uid"], "airlock-operator");
     assert!(dashboard["title"].is_string());

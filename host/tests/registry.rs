@@ -1,7 +1,8 @@
 //! Providers as OCI artifacts against a real registry (Debian `docker-registry`) on
 //! 127.0.0.1: the CLI pushes, pulls, inspects and signs; the `oras` client reads what we
 //! push and we load what it pushes; and the operator (in-process, against the real
-//! kube-apiserver) loads Providers from the registry, swaps them, and reports failures.
+//! kube-apiserver) loads Providers from the registry, swaps them, and reports failures —
+//! with what to change, and in the columns of `kubectl get providers`.
 
 mod cluster;
 mod oci;
@@ -13,7 +14,7 @@ use std::sync::{OnceLock, mpsc};
 use airlock::controller::{self, Config};
 use airlock::crd::{Condition, ConditionStatus, Provider};
 use airlock::runtime::Runtime;
-use airlock_test_artifacts::{FAKE, HOSTILE};
+use airlock_test_artifacts::{FAKE, HOSTILE, HOSTILE_FS};
 use airlock_testenv::ControlPlane;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -372,6 +373,8 @@ fn operator() -> &'static Operator {
                     let providers = dir.join("providers");
                     std::fs::create_dir_all(&providers).expect("providers dir");
                     std::fs::copy(FAKE, providers.join("fake.wasm")).expect("copy fake.wasm");
+                    std::fs::copy(HOSTILE_FS, providers.join("hostile-fs.wasm"))
+                        .expect("copy hostile-fs.wasm");
                     let cache = dir.join("cache");
                     let runtime = cluster::kube_runtime(&client, Some(cache.clone()));
                     let config = Config {
@@ -565,7 +568,19 @@ async fn a_wrong_digest_in_the_provider_is_refused() {
     apply_provider("oci-wrong-digest", json!({"module": oci_module(&wrong)})).await;
     let (_, c) =
         provider_condition("oci-wrong-digest", ConditionStatus::False, "DigestMismatch").await;
-    assert!(c.message.unwrap().contains(digest_of(&pinned)));
+    let message = c.message.unwrap();
+    assert!(message.contains(digest_of(&pinned)), "{message}");
+    // What to do next: pin what the tag holds, if trusted, or push what the pin names.
+    let actual = digest_of(&pinned);
+    assert!(
+        message.ends_with(&format!(
+            "; to fix: if {actual}, what the tag holds now, is the module you trust, pin it in \
+             spec.module.oci of Provider oci-wrong-digest (…@{actual}); otherwise push the \
+             module whose manifest digest is sha256:{}",
+            "2".repeat(64)
+        )),
+        "{message}"
+    );
     assert!(operator().runtime.provider("oci-wrong-digest").is_none());
 }
 
@@ -665,4 +680,207 @@ async fn a_provider_pulls_from_a_tls_registry_with_a_pull_secret_and_a_ca_bundle
     )
     .await;
     provider_condition("oci-tls", ConditionStatus::True, "Loaded").await;
+}
+
+/// `kubectl get ARGS` on the shared control plane, as rows of `header → cell` (cells cut at
+/// the header's column offsets, so empty cells stay empty).
+async fn kubectl_table(args: &[&str]) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut all = vec!["get".to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        ControlPlane::shared()
+            .kubectl(&all)
+            .unwrap_or_else(|e| panic!("kubectl {all:?}: {e:#}"))
+    })
+    .await
+    .expect("kubectl");
+    let mut lines = out.lines();
+    let header = lines.next().expect("a header line");
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for name in header.split("  ").map(str::trim).filter(|n| !n.is_empty()) {
+        let start = at + header[at..].find(name).expect("header name");
+        starts.push((name.to_string(), start));
+        at = start + name.len();
+    }
+    lines
+        .map(|line| {
+            starts
+                .iter()
+                .enumerate()
+                .map(|(i, (name, start))| {
+                    let end = starts.get(i + 1).map_or(line.len(), |(_, e)| *e);
+                    let cell = line.get(*start..end.min(line.len())).unwrap_or_default();
+                    (name.clone(), cell.trim().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_load_says_what_to_change_and_kubectl_shows_why() {
+    // The memory limit is below what the module needs to be instantiated at all.
+    apply_provider(
+        "advice-memory",
+        json!({"module": {"path": "fake.wasm"}, "limits": {"memoryBytes": 1_048_576}}),
+    )
+    .await;
+    // A grant admission accepts but the runtime cannot use.
+    apply_provider(
+        "advice-grant",
+        json!({"module": {"path": "fake.wasm"}, "caBundle": "not base64!"}),
+    )
+    .await;
+    // A module that breaks the provider contract: it imports the filesystem.
+    apply_provider(
+        "advice-contract",
+        json!({"module": {"path": "hostile-fs.wasm"}}),
+    )
+    .await;
+    apply_provider("advice-missing", json!({"module": {"path": "nosuch.wasm"}})).await;
+
+    let (_, c) = provider_condition(
+        "advice-memory",
+        ConditionStatus::False,
+        "ProviderMemoryLimitExceeded",
+    )
+    .await;
+    assert_eq!(
+        c.message.as_deref(),
+        Some(
+            "provider advice-memory exceeded its memory limit of 1048576 bytes; to fix: raise \
+             spec.limits.memoryBytes of Provider advice-memory (now 1048576)"
+        )
+    );
+    let (_, c) = provider_condition("advice-grant", ConditionStatus::False, "InvalidGrant").await;
+    let message = c.message.unwrap();
+    assert!(
+        message.starts_with("invalid grant: spec.caBundle is not base64: "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "; to fix: set spec.caBundle of Provider advice-grant to base64-encoded PEM \
+             certificates (`base64 -w0 ca.pem`)"
+        ),
+        "{message}"
+    );
+    let (_, c) = provider_condition(
+        "advice-contract",
+        ConditionStatus::False,
+        "ProviderImportsNotGranted",
+    )
+    .await;
+    let message = c.message.unwrap();
+    assert!(
+        message.ends_with(
+            "; to fix: rebuild the module of Provider advice-contract without wasi:filesystem \
+             (providers reach the network only through wasi:http and the cluster's Secrets \
+             only through airlock:provider/credentials)"
+        ),
+        "{message}"
+    );
+    let (_, c) =
+        provider_condition("advice-missing", ConditionStatus::False, "ModuleNotFound").await;
+    let message = c.message.unwrap();
+    assert!(
+        message.ends_with(
+            "; to fix: set spec.module.path of Provider advice-missing to a module in the \
+             operator's providers directory (the image bundles airlock_provider_<name>.wasm), \
+             or name an OCI artifact in spec.module.oci"
+        ),
+        "{message}"
+    );
+    // The Warning event carries the same advice.
+    let note = cluster::warning_event(
+        &ControlPlane::shared().client(),
+        "default",
+        "Provider",
+        "advice-memory",
+        "ProviderMemoryLimitExceeded",
+        "to fix:",
+    )
+    .await;
+    assert!(
+        note.ends_with("raise spec.limits.memoryBytes of Provider advice-memory (now 1048576)"),
+        "{note}"
+    );
+
+    // `kubectl get providers` shows the reason next to READY; `-o wide` the advice.
+    let names = [
+        "advice-memory",
+        "advice-grant",
+        "advice-contract",
+        "advice-missing",
+    ];
+    let mut args = vec!["providers.airlock.dev"];
+    args.extend(names);
+    let rows = kubectl_table(&args).await;
+    let mut cells: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["NAME"].as_str(),
+                r["STATUS"].as_str(),
+                r["READY"].as_str(),
+            )
+        })
+        .collect();
+    cells.sort();
+    assert_eq!(
+        cells,
+        [
+            ("advice-contract", "ProviderImportsNotGranted", "False"),
+            ("advice-grant", "InvalidGrant", "False"),
+            ("advice-memory", "ProviderMemoryLimitExceeded", "False"),
+            ("advice-missing", "ModuleNotFound", "False"),
+        ]
+    );
+    args.extend(["-o", "wide"]);
+    let wide = kubectl_table(&args).await;
+    let memory = wide
+        .iter()
+        .find(|r| r["NAME"] == "advice-memory")
+        .expect("the advice-memory row");
+    assert!(
+        memory["MESSAGE"].ends_with(
+            "to fix: raise spec.limits.memoryBytes of Provider advice-memory (now 1048576)"
+        ),
+        "{memory:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_still_being_pulled_shows_loading_not_an_empty_ready_column() {
+    // A registry that accepts connections and never answers: the pull hangs, so the
+    // Provider stays in its first load for as long as the test looks.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let reference = format!(
+        "127.0.0.1:{port}/providers/slow:1@sha256:{}",
+        "3".repeat(64)
+    );
+    apply_provider("oci-loading", json!({"module": oci_module(&reference)})).await;
+    let (_, c) = provider_condition("oci-loading", ConditionStatus::Unknown, "Loading").await;
+    assert_eq!(
+        c.message.as_deref(),
+        Some(format!("fetching, verifying and compiling module {reference}").as_str())
+    );
+    let rows = kubectl_table(&["providers.airlock.dev", "oci-loading"]).await;
+    assert_eq!(
+        (rows[0]["STATUS"].as_str(), rows[0]["READY"].as_str()),
+        ("Loading", "Unknown"),
+        "{rows:?}"
+    );
+    Api::<Provider>::all(ControlPlane::shared().client())
+        .delete("oci-loading", &Default::default())
+        .await
+        .expect("delete oci-loading");
 }

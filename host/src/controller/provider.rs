@@ -359,8 +359,34 @@ fn current_install<B: ModuleHost>(p: &Provider, backend: &B, name: &str) -> Opti
 async fn reconcile<B: ModuleHost>(p: Arc<Provider>, ctx: Arc<Context<B>>) -> Result<Action, Error> {
     let name = p.name_any();
     let api: Api<Provider> = Api::all(ctx.client.clone());
-    let previous = p.status.as_ref().and_then(|s| s.conditions.as_deref());
-    let was_ready = find_ready(previous).map(|c| c.status) == Some(ConditionStatus::True);
+    let mut conditions = p.status.as_ref().and_then(|s| s.conditions.clone());
+    let was_ready =
+        find_ready(conditions.as_deref()).map(|c| c.status) == Some(ConditionStatus::True);
+    // Pulling and compiling a module takes seconds; until then `kubectl get providers` says
+    // so instead of an empty READY column (or a Ready left by an earlier operator process).
+    // A failure already reported for this spec stays while it is retried.
+    let failed_here = find_ready(conditions.as_deref())
+        .is_some_and(|c| c.status == ConditionStatus::False)
+        && p.status.as_ref().and_then(|s| s.observed_generation) == p.meta().generation;
+    if ctx.backend.installed_digest(&name).is_none() && !failed_here {
+        let condition = ready_condition(
+            conditions.as_deref(),
+            ConditionStatus::Unknown,
+            "Loading",
+            format!(
+                "fetching, verifying and compiling module {}",
+                p.spec.module.reference().unwrap_or_default()
+            ),
+        );
+        let status = json!({"status": {
+            "conditions": [condition],
+            "observedGeneration": p.meta().generation,
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+        conditions = Some(vec![condition]);
+    }
+    let previous = conditions.as_deref();
     let result = load(&p, &ctx).await;
     let status = match &result {
         Ok((info, resolved_reference)) => {
@@ -406,6 +432,7 @@ async fn reconcile<B: ModuleHost>(p: Arc<Provider>, ctx: Arc<Context<B>>) -> Res
                     "; the module loaded before ({serving}) keeps serving"
                 ));
             }
+            let message = super::advice::load_failure_message(e, &name, message);
             tracing::warn!(provider = %name, reason = e.reason(), error = %message, "provider not loaded");
             let condition = ready_condition(
                 previous,

@@ -51,6 +51,11 @@ const OUTBOUND_HOST_PATTERN: &str = r"^(\*|https?)://(\*|(\*\.)?[a-z0-9]([a-z0-9
     ),
     printcolumn(name = "Digest", type_ = "string", json_path = ".status.digest"),
     printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -59,6 +64,12 @@ const OUTBOUND_HOST_PATTERN: &str = r"^(\*|https?)://(\*|(\*\.)?[a-z0-9]([a-z0-9
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = "1"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -282,9 +293,12 @@ pub struct ProviderSignature {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStatus {
-    /// `Ready` condition: `True` once the module is fetched, verified and compiled; `False`
-    /// with the reason (for example `PullFailed`, `DigestMismatch`, `SignatureInvalid`,
-    /// `WorldMismatch`) otherwise.
+    /// `Ready` condition: `Unknown` (reason `Loading`) while the module is fetched, verified
+    /// and compiled; `True` (`Loaded`) once it serves; `False` with the reason (for example
+    /// `ArtifactNotFound`, `DigestMismatch`, `SignatureInvalid`, `ProviderImportsNotGranted`,
+    /// `ProviderMemoryLimitExceeded`, `InvalidGrant`, `ModuleNotFound`) otherwise, its
+    /// message ending in `; to fix: …` when a field of the Provider or its module would fix
+    /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
     /// The `metadata.generation` this status describes.

@@ -61,3 +61,31 @@ pub fn docker_registry() -> PathBuf {
         "docker-registry (Debian package)",
     )
 }
+
+/// Checks Grafana dashboard JSON files against the JSON Schema of Grafana's own `Dashboard`
+/// type (npm `@grafana/schema`, turned into a schema by `ts-json-schema-generator` under
+/// `$AIRLOCK_CACHE/grafana`), with ajv through `tests/tools/grafana/validate.mjs`. Returns
+/// whether every file is valid and the validator's report (`FILE: /pointer message …` per
+/// violation).
+pub fn check_grafana_dashboards(files: &[&std::path::Path]) -> (bool, String) {
+    let tools = cache_dir().join("grafana");
+    let schema = require(
+        tools.join("dashboard.schema.json"),
+        "the Grafana Dashboard JSON Schema (npm @grafana/schema)",
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/grafana/validate.mjs");
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&tools)
+        .arg(&schema)
+        .args(files)
+        .output()
+        .expect("running node (Node.js is needed for the Grafana schema check)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}

@@ -282,6 +282,15 @@ pub enum Error {
     /// The target Secret is controlled by another ExternalSecret.
     #[error("{0}")]
     OwnedByAnother(String),
+    /// The ExternalSecret asks for something Airlock refuses on security grounds (a Secret
+    /// type Kubernetes would fill with credentials).
+    #[error("{message}")]
+    Forbidden {
+        /// Stable reason, e.g. `ForbiddenSecretType`.
+        reason: &'static str,
+        /// What is refused, why, and what to do instead.
+        message: String,
+    },
     /// The target Secret is immutable and its data would change.
     #[error("could not update secret, target is immutable")]
     Immutable,
@@ -319,6 +328,7 @@ impl Error {
             Error::Template(e) => e.reason(),
             Error::OwnedByAnother(_) => "OwnedByAnotherExternalSecret",
             Error::Immutable => "TargetImmutable",
+            Error::Forbidden { reason, .. } => reason,
             Error::ModulePath(_) => "InvalidModulePath",
             Error::ModuleRead { .. } => "ModuleNotFound",
         }
@@ -330,7 +340,10 @@ impl Error {
             Error::Registry(e) => e.is_retryable(),
             other => !matches!(
                 other,
-                Error::Unsupported { .. } | Error::OwnedByAnother(_) | Error::Immutable
+                Error::Unsupported { .. }
+                    | Error::Forbidden { .. }
+                    | Error::OwnedByAnother(_)
+                    | Error::Immutable
             ),
         }
     }

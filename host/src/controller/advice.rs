@@ -19,6 +19,12 @@ use crate::runtime::RuntimeError;
 /// refusal does not name it).
 pub(crate) fn failure_note(e: &Error, provider: Option<&str>) -> String {
     let mut note = format!("{e} ({})", e.reason());
+    if let Some(wait) = e.retry_after() {
+        note.push_str(&format!(
+            "; the backend asked to retry after {} s (Retry-After), which the next attempt honours",
+            wait.as_secs_f64()
+        ));
+    }
     let fixes = advice(e, provider);
     if !fixes.is_empty() {
         note.push_str("; to fix: ");

@@ -251,8 +251,8 @@ fn key(es: &ExternalSecret) -> String {
     )
 }
 
-fn error_policy<B: ModuleHost>(es: Arc<ExternalSecret>, _: &Error, ctx: Arc<Context<B>>) -> Action {
-    ctx.backoff(key(&es))
+fn error_policy<B: ModuleHost>(es: Arc<ExternalSecret>, e: &Error, ctx: Arc<Context<B>>) -> Action {
+    ctx.backoff_after(key(&es), e)
 }
 
 /// The target Secret's name: `spec.target.name`, else the ExternalSecret's name.

@@ -406,10 +406,10 @@ fn key<S: StoreResource>(s: &S) -> String {
 
 fn error_policy<S: StoreResource, B: ModuleHost>(
     s: Arc<S>,
-    _: &Error,
+    e: &Error,
     ctx: Arc<Context<B>>,
 ) -> Action {
-    ctx.backoff(key(s.as_ref()))
+    ctx.backoff_after(key(s.as_ref()), e)
 }
 
 /// The store's re-validation interval: `spec.refreshInterval` (seconds or a duration), else

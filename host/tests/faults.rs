@@ -1,5 +1,5 @@
 //! Faults on the real control plane: a backend that rate-limits with `Retry-After` (behind a
-//! fault proxy on 127.0.0.1).
+//! fault proxy on 127.0.0.1), and an operator that is gone when its namespaces are deleted.
 //! Each test prints what it measured (`cargo test -- --nocapture` shows it).
 
 mod cluster;
@@ -12,7 +12,8 @@ use airlock::crd::{ExternalSecret, SecretStore};
 use airlock_testenv::ControlPlane;
 use airlock_testenv::fakes::gitlab::{FakeGitLab, Variable};
 use airlock_testenv::fault_proxy::{Fault, FaultProxy};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::json;
 
@@ -158,5 +159,112 @@ async fn a_backend_answering_429_with_retry_after_is_asked_again_no_sooner() {
         (recovered - fault_start).as_secs_f64(),
         gap.as_secs_f64(),
         recovered.elapsed().as_secs_f64(),
+    );
+}
+
+/// ESO puts a finalizer on every ExternalSecret, so with its operator stopped or uninstalled
+/// a namespace being deleted stays `Terminating` (reference eso.md §9). Airlock needs none
+/// for ExternalSecrets (owner references clean up their Secrets): with the operator
+/// SIGKILLed, a namespace of 30 synced ExternalSecrets is deleted completely.
+#[tokio::test]
+async fn deleting_a_namespace_of_external_secrets_completes_with_the_operator_stopped() {
+    const COUNT: usize = 30;
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("ns-delete").await.expect("namespace");
+    let providers = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        airlock_test_artifacts::FAKE,
+        providers.path().join("fake.wasm"),
+    )
+    .expect("copy fake.wasm");
+    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["run", "--metrics-addr", "0", "--namespace", &ns])
+        .arg("--providers-dir")
+        .arg(providers.path())
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("AIRLOCK_LOG", "error")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("airlock run starts");
+    cluster::apply_fake_provider(&client).await;
+    apply(
+        &Api::<SecretStore>::namespaced(client.clone(), &ns),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "fake-store"},
+               "spec": {"provider": {"fake": {"data": [
+                   {"key": "production/database",
+                    "value": "{\"username\":\"admin\",\"password\":\"s3cr3t\"}"}]}}}}),
+    )
+    .await;
+    let external_secrets: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    for i in 0..COUNT {
+        apply(
+            &external_secrets,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                   "metadata": {"name": format!("es-{i}")},
+                   "spec": cluster::seed_external_secret("fake-store", &format!("secret-{i}"))}),
+        )
+        .await;
+    }
+    // The process first compiles fake.wasm in a debug build: a longer wait than usual.
+    eventually_within(
+        Duration::from_secs(180),
+        "every ExternalSecret synced",
+        || async {
+            let list = external_secrets.list(&Default::default()).await.ok()?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|es| {
+                    es.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True")
+                        })
+                })
+                .count();
+            (ready == COUNT).then_some(list.items)
+        },
+    )
+    .await
+    .iter()
+    .for_each(|es| {
+        assert!(
+            es.finalizers().is_empty(),
+            "{} has finalizers {:?}",
+            es.name_any(),
+            es.finalizers()
+        )
+    });
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let managed = secrets
+        .list(
+            &kube::api::ListParams::default().labels("reconcile.external-secrets.io/managed=true"),
+        )
+        .await
+        .expect("list Secrets");
+    assert_eq!(managed.items.len(), COUNT, "every target Secret written");
+
+    operator.kill().await.expect("SIGKILL the operator");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let started = Instant::now();
+    namespaces
+        .delete(&ns, &Default::default())
+        .await
+        .expect("delete the namespace");
+    eventually_within(
+        Duration::from_secs(120),
+        "the namespace deleted with the operator stopped",
+        || async { namespaces.get_opt(&ns).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    println!(
+        "namespace deletion with the operator stopped: {COUNT} ExternalSecrets and their \
+         Secrets gone in {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 }

@@ -479,18 +479,32 @@ fn the_charts_rbac_is_least_privilege() {
             "/secrets",
             set(&["get", "list", "watch", "create", "patch", "delete"]),
         ),
-        // The PushSecret controller: its finalizer is added and removed with a patch.
+        // The PushSecret controller: its finalizer is added and removed with a patch; the
+        // ClusterPushSecret controller creates, applies and deletes the PushSecrets it owns.
         (
             "external-secrets.io/pushsecrets",
-            set(&["get", "list", "watch", "patch"]),
+            set(&["get", "list", "watch", "create", "patch", "delete"]),
         ),
         ("external-secrets.io/pushsecrets/status", set(&["patch"])),
+        ("external-secrets.io/clusterpushsecrets", set(&read)),
+        (
+            "external-secrets.io/clusterpushsecrets/status",
+            set(&["patch"]),
+        ),
+        (
+            "external-secrets.io/clusterpushsecrets/finalizers",
+            set(&["update"]),
+        ),
         ("generators.external-secrets.io/passwords", set(&["get"])),
         ("generators.external-secrets.io/uuids", set(&["get"])),
         ("generators.external-secrets.io/fakes", set(&["get"])),
         (
             "generators.external-secrets.io/clustergenerators",
             set(&["get"]),
+        ),
+        (
+            "generators.external-secrets.io/generatorstates",
+            set(&["get", "list", "watch", "patch", "delete"]),
         ),
         ("/configmaps", set(&["get"])),
         ("/namespaces", set(&read)),
@@ -505,8 +519,7 @@ fn the_charts_rbac_is_least_privilege() {
         granted, expected,
         "the ClusterRole changed; update this list only with a reason"
     );
-    // No wildcard anywhere (the map above already rules out Secret update, Pods, PushSecret
-    // creation).
+    // No wildcard anywhere (the map above already rules out Secret update and Pods).
     let rbac = serde_json::to_string(&[cluster_role, role]).expect("json");
     assert!(!rbac.contains("\"*\""), "a wildcard in the RBAC");
 

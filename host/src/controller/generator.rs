@@ -16,7 +16,10 @@ use kube::api::Api;
 use super::{Context, Error};
 use crate::crd::PushSecret;
 use crate::crd::external_secret::{GeneratorKind, GeneratorRef};
-use crate::crd::generator::{ClusterGenerator, Fake, FakeSpec, Password, PasswordSpec, UUID};
+use crate::crd::generator::{
+    ClusterGenerator, ClusterGeneratorSpec, Fake, FakeSpec, Password, PasswordEncoding,
+    PasswordSpec, UUID,
+};
 
 /// ESO's default symbol characters.
 const DEFAULT_SYMBOLS: &str = "~!@#$%^&*()_+`-={}|[]\\:\"<>?,./";
@@ -31,6 +34,49 @@ pub async fn generate_for_push<B>(
     generator: &GeneratorRef,
 ) -> Result<BTreeMap<String, Vec<u8>>, Error> {
     generate(ctx, &ps.namespace().unwrap_or_default(), generator).await
+}
+
+/// A generator's spec, resolved from its object (or a ClusterGenerator's wrapped spec).
+#[derive(Debug, Clone, Copy)]
+pub enum Spec<'a> {
+    /// `Password`.
+    Password(&'a PasswordSpec),
+    /// `UUID`.
+    Uuid,
+    /// `Fake`.
+    Fake(&'a FakeSpec),
+}
+
+/// Runs a generator once.
+pub fn run(spec: Spec<'_>) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+    match spec {
+        Spec::Password(p) => password(p),
+        Spec::Uuid => uuid(),
+        Spec::Fake(f) => Ok(fake(f)),
+    }
+}
+
+/// The spec a ClusterGenerator named `name` wraps: the `generator.*Spec` its `kind` names.
+pub fn cluster_spec<'a>(name: &str, spec: &'a ClusterGeneratorSpec) -> Result<Spec<'a>, Error> {
+    let specs = &spec.generator;
+    let absent = || {
+        Error::InvalidData(format!(
+            "ClusterGenerator {name:?}: kind {} has no matching generator.*Spec",
+            spec.kind
+        ))
+    };
+    match spec.kind.as_str() {
+        "Password" => Ok(Spec::Password(
+            specs.password_spec.as_ref().ok_or_else(absent)?,
+        )),
+        "UUID" => specs
+            .uuid_spec
+            .as_ref()
+            .ok_or_else(absent)
+            .map(|_| Spec::Uuid),
+        "Fake" => Ok(Spec::Fake(specs.fake_spec.as_ref().ok_or_else(absent)?)),
+        other => Err(unsupported(other)),
+    }
 }
 
 /// Reads the generator `generator` names (in `namespace`, or the ClusterGenerator) and runs
@@ -53,17 +99,17 @@ pub async fn generate<B>(
                 .get_opt(name)
                 .await?
                 .ok_or_else(|| missing("Password"))?;
-            password(&g.spec)
+            run(Spec::Password(&g.spec))
         }
         GeneratorKind::UUID => {
             let api: Api<UUID> = Api::namespaced(ctx.client.clone(), namespace);
             api.get_opt(name).await?.ok_or_else(|| missing("UUID"))?;
-            uuid()
+            run(Spec::Uuid)
         }
         GeneratorKind::Fake => {
             let api: Api<Fake> = Api::namespaced(ctx.client.clone(), namespace);
             let g = api.get_opt(name).await?.ok_or_else(|| missing("Fake"))?;
-            Ok(fake(&g.spec))
+            run(Spec::Fake(&g.spec))
         }
         GeneratorKind::ClusterGenerator => {
             let api: Api<ClusterGenerator> = Api::all(ctx.client.clone());
@@ -72,23 +118,45 @@ pub async fn generate<B>(
                     "unable to resolve generator: ClusterGenerator {name:?} not found"
                 ))
             })?;
-            let specs = &g.spec.generator;
-            let absent = || {
-                Error::InvalidData(format!(
-                    "ClusterGenerator {name:?}: kind {} has no matching generator.*Spec",
-                    g.spec.kind
-                ))
-            };
-            match g.spec.kind.as_str() {
-                "Password" => password(specs.password_spec.as_ref().ok_or_else(absent)?),
-                "UUID" => specs
-                    .uuid_spec
-                    .as_ref()
-                    .ok_or_else(absent)
-                    .and_then(|_| uuid()),
-                "Fake" => Ok(fake(specs.fake_spec.as_ref().ok_or_else(absent)?)),
-                other => Err(unsupported(other)),
-            }
+            run(cluster_spec(name, &g.spec)?)
+        }
+        other => Err(unsupported(&format!("{other:?}"))),
+    }
+}
+
+/// Runs the generator `generator` names from manifests given offline (`airlock render`):
+/// the `Password`, `UUID`, `Fake` or `ClusterGenerator` object of that kind and name.
+pub fn generate_offline(
+    manifests: &[serde_json::Value],
+    generator: &GeneratorRef,
+) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+    let kind = format!("{:?}", generator.kind);
+    let name = &generator.name;
+    let found = manifests
+        .iter()
+        .find(|m| {
+            m["kind"].as_str() == Some(kind.as_str())
+                && m["metadata"]["name"].as_str() == Some(name.as_str())
+        })
+        .ok_or_else(|| {
+            Error::InvalidData(format!(
+                "unable to resolve generator: {kind} {name:?} not given (pass its manifest with --generator)"
+            ))
+        })?;
+    let invalid = |e: serde_json::Error| Error::InvalidData(format!("{kind} {name:?}: {e}"));
+    match generator.kind {
+        GeneratorKind::Password => {
+            let g: Password = serde_json::from_value(found.clone()).map_err(invalid)?;
+            run(Spec::Password(&g.spec))
+        }
+        GeneratorKind::UUID => run(Spec::Uuid),
+        GeneratorKind::Fake => {
+            let g: Fake = serde_json::from_value(found.clone()).map_err(invalid)?;
+            run(Spec::Fake(&g.spec))
+        }
+        GeneratorKind::ClusterGenerator => {
+            let g: ClusterGenerator = serde_json::from_value(found.clone()).map_err(invalid)?;
+            run(cluster_spec(name, &g.spec)?)
         }
         other => Err(unsupported(&format!("{other:?}"))),
     }
@@ -150,7 +218,7 @@ fn uuid() -> Result<BTreeMap<String, Vec<u8>>, Error> {
 }
 
 /// ESO's Password generator: each key of `secretKeys` (default `password`) gets its own
-/// password.
+/// password, written in `encoding`.
 pub fn password(spec: &PasswordSpec) -> Result<BTreeMap<String, Vec<u8>>, Error> {
     let keys = match &spec.secret_keys {
         Some(keys) if keys.is_empty() || keys.iter().any(String::is_empty) => {
@@ -168,9 +236,27 @@ pub fn password(spec: &PasswordSpec) -> Result<BTreeMap<String, Vec<u8>>, Error>
                 "secretKeys must be non-empty and unique".into(),
             ));
         }
-        out.insert(key, generate_password(spec)?.into_bytes());
+        let generated = generate_password(spec)?;
+        out.insert(key, encode_password(generated.as_bytes(), spec.encoding));
     }
     Ok(out)
+}
+
+/// ESO's `encoding`: Go's standard (padded) Base64, Base64URL and Base32, lowercase hex, or
+/// the password as generated.
+pub fn encode_password(password: &[u8], encoding: PasswordEncoding) -> Vec<u8> {
+    use base64::Engine as _;
+    match encoding {
+        PasswordEncoding::Raw => password.to_vec(),
+        PasswordEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .encode(password)
+            .into_bytes(),
+        PasswordEncoding::Base64Url => base64::engine::general_purpose::URL_SAFE
+            .encode(password)
+            .into_bytes(),
+        PasswordEncoding::Base32 => data_encoding::BASE32.encode(password).into_bytes(),
+        PasswordEncoding::Hex => hex::encode(password).into_bytes(),
+    }
 }
 
 /// sethvargo/go-password's `Generate`: `length - digits - symbols` letters, then the digits,
@@ -179,7 +265,12 @@ pub fn password(spec: &PasswordSpec) -> Result<BTreeMap<String, Vec<u8>>, Error>
 pub fn generate_password(spec: &PasswordSpec) -> Result<String, Error> {
     // The CRD bounds these to 0..=4096; a negative value from an older object reads as 0.
     let count = |n: i32| usize::try_from(n).unwrap_or(0);
-    let length = count(spec.length);
+    // As ESO: a length of 0 (or less) means the default, 24.
+    let length = if spec.length > 0 {
+        count(spec.length)
+    } else {
+        24
+    };
     let quarter = length / 4;
     let digits = spec.digits.map_or(quarter, count);
     let symbols = spec.symbols.map_or(quarter, count);
@@ -279,6 +370,61 @@ mod tests {
         let two = password(&spec(serde_json::json!({"secretKeys": ["a", "b"]}))).unwrap();
         assert_eq!(two.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_ne!(two["a"], two["b"]);
+    }
+
+    #[test]
+    fn encodings_are_go_s_standard_ones() {
+        // Go's encoding/base64, base32 and hex outputs for the same bytes.
+        let bytes = b"a?b~c>";
+        let enc = |e| String::from_utf8(encode_password(bytes, e)).unwrap();
+        assert_eq!(enc(PasswordEncoding::Raw), "a?b~c>");
+        assert_eq!(enc(PasswordEncoding::Base64), "YT9ifmM+");
+        assert_eq!(enc(PasswordEncoding::Base64Url), "YT9ifmM-");
+        assert_eq!(enc(PasswordEncoding::Hex), "613f627e633e");
+        assert_eq!(enc(PasswordEncoding::Base32), "ME7WE7TDHY======");
+        // Padding as Go's StdEncoding and URLEncoding write it.
+        assert_eq!(
+            String::from_utf8(encode_password(b"ab", PasswordEncoding::Base64Url)).unwrap(),
+            "YWI="
+        );
+    }
+
+    #[test]
+    fn a_password_is_generated_then_encoded() {
+        for (encoding, decode) in [
+            (
+                "base64",
+                (|s: &str| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+                }) as fn(&str) -> Vec<u8>,
+            ),
+            ("base64url", |s| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE.decode(s).unwrap()
+            }),
+            ("base32", |s| {
+                data_encoding::BASE32.decode(s.as_bytes()).unwrap()
+            }),
+            ("hex", |s| hex::decode(s).unwrap()),
+            ("raw", |s| s.as_bytes().to_vec()),
+        ] {
+            let out = password(&spec(serde_json::json!({
+                "length": 16, "encoding": encoding, "secretKeys": ["a", "b"]})))
+            .unwrap();
+            for key in ["a", "b"] {
+                let text = String::from_utf8(out[key].clone()).unwrap();
+                let raw = String::from_utf8(decode(&text)).unwrap();
+                assert_eq!(raw.chars().count(), 16, "{encoding}: {raw}");
+                assert_eq!(raw.chars().filter(char::is_ascii_digit).count(), 4);
+            }
+        }
+        let unknown: Result<PasswordSpec, _> =
+            serde_json::from_value(serde_json::json!({"encoding": "rot13"}));
+        assert!(unknown.is_err());
+        // ESO's default length stands in for 0.
+        let p = generate_password(&spec(serde_json::json!({"length": 0}))).unwrap();
+        assert_eq!(p.chars().count(), 24);
     }
 
     #[test]

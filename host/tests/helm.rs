@@ -685,7 +685,10 @@ fn the_service_account_is_refused_what_the_chart_does_not_grant() {
             "-n",
             "default",
         ],
-        &["create", "pushsecrets.external-secrets.io", "-n", "default"],
+        // ClusterPushSecret creates PushSecrets with server-side apply (create and patch),
+        // never with update.
+        &["update", "pushsecrets.external-secrets.io", "-n", "default"],
+        &["update", "clusterpushsecrets.external-secrets.io"],
         &["update", "leases/kube-scheduler", "-n", RELEASE_NAMESPACE],
         &["get", "leases", "-n", "kube-system"],
         &["create", "clusterroles"],

@@ -688,7 +688,9 @@ async fn stores<B: ModuleHost>(
     ps: &PushSecret,
 ) -> Result<BTreeMap<String, Target>, Error> {
     let namespace = ps.namespace().unwrap_or_default();
-    let mut names: Vec<(CrdKind, String, Option<BTreeMap<String, String>>)> = Vec::new();
+    // Kind, name, and the labels when the store was found by them.
+    type Named = (CrdKind, String, Option<BTreeMap<String, String>>);
+    let mut names: Vec<Named> = Vec::new();
     for (i, r) in ps.spec.secret_store_refs.iter().enumerate() {
         if let Some(selector) = &r.label_selector {
             let found: Vec<(String, BTreeMap<String, String>)> = match r.kind {

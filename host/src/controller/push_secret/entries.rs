@@ -178,12 +178,15 @@ fn expand(
     Ok(out)
 }
 
+/// Source key → remote key, in order.
+type KeyMap = Vec<(String, String)>;
+
 /// One rule: its entries and its source key → remote key map.
 fn expand_one(
     rule: &PushSecretDataTo,
     data: &Data,
     engine: Engine,
-) -> Result<(Vec<Entry>, Vec<(String, String)>), Error> {
+) -> Result<(Vec<Entry>, KeyMap), Error> {
     let rewrites = rule.rewrite.as_deref().unwrap_or_default();
     let bundle = rule.remote_key.as_deref().filter(|k| !k.is_empty());
     if bundle.is_some() && !rewrites.is_empty() {
@@ -541,7 +544,7 @@ mod tests {
         let stores = [store("aws", &labels)];
         let good = rule(json!({"storeRef": {"labelSelector": {"matchLabels": {"tier": "prod"}}}}));
         let bad = rule(json!({"storeRef": {"labelSelector": {"matchLabels": {"tier": "dev"}}}}));
-        assert!(validate_selectors_match(&[good.clone()], &stores).is_ok());
+        assert!(validate_selectors_match(std::slice::from_ref(&good), &stores).is_ok());
         let e = validate_selectors_match(&[good, bad], &stores)
             .unwrap_err()
             .to_string();

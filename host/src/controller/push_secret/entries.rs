@@ -401,6 +401,53 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_of_eso_s_data_to_snippets_expand_as_documented() {
+        let labels = BTreeMap::new();
+        let s = store("secret-store", &labels);
+        let source = data(&["db-host", "db-user", "api-key"]);
+        let expand = |rules: serde_json::Value, explicit: serde_json::Value| {
+            let rules: Vec<PushSecretDataTo> = serde_json::from_value(rules).unwrap();
+            let explicit: Vec<PushSecretData> = serde_json::from_value(explicit).unwrap();
+            remote_keys(&for_store(&rules, &explicit, &s, &source, Engine::Go).unwrap())
+                .into_iter()
+                .map(|(_, remote)| remote)
+                .collect::<Vec<_>>()
+        };
+        // pushsecret-datato-chained.yaml
+        assert_eq!(
+            expand(
+                json!([{"storeRef": {"name": "secret-store"}, "match": {"regexp": "^db-.*"},
+                        "rewrite": [{"regexp": {"source": "^db-", "target": ""}},
+                                    {"regexp": {"source": "^", "target": "prod/"}}]}]),
+                json!([])
+            ),
+            ["prod/host", "prod/user"]
+        );
+        // pushsecret-datato-template.yaml
+        assert_eq!(
+            expand(
+                json!([{"storeRef": {"name": "secret-store"},
+                        "rewrite": [{"transform": {"template": "secrets/{{ .value | upper }}"}}]}]),
+                json!([])
+            ),
+            ["secrets/API-KEY", "secrets/DB-HOST", "secrets/DB-USER"]
+        );
+        // pushsecret-datato-override.yaml
+        assert_eq!(
+            expand(
+                json!([{"storeRef": {"name": "secret-store"}}]),
+                json!([{"match": {"secretKey": "db-host", "remoteRef": {"remoteKey": "custom/database/hostname"}}},
+                       {"match": {"secretKey": "api-key", "remoteRef": {"remoteKey": "custom/api/secret-key"}}}])
+            ),
+            [
+                "db-user",
+                "custom/database/hostname",
+                "custom/api/secret-key"
+            ]
+        );
+    }
+
+    #[test]
     fn a_rule_with_a_remote_key_bundles_only_the_matched_keys() {
         let labels = BTreeMap::from([("tier".to_string(), "prod".to_string())]);
         let rules = [rule(

@@ -119,6 +119,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         eso(generator::Password::crd()),
         eso(generator::UUID::crd()),
         eso(generator::Fake::crd()),
+        eso(generator::MFA::crd()),
         eso(generator::ClusterGenerator::crd()),
         eso(generator::GeneratorState::crd()),
         with_label(Provider::crd(), "app.kubernetes.io/part-of", "airlock"),
@@ -352,9 +353,9 @@ mod tests {
             Some(vec!["airlock".to_string()])
         );
         let names: BTreeSet<_> = all().into_iter().filter_map(|c| c.metadata.name).collect();
-        // ESO's six, the Provider, the generators Password, UUID, Fake, ClusterGenerator, and
-        // GeneratorState.
-        assert_eq!(names.len(), 12);
+        // ESO's six, the Provider, the generators Password, UUID, Fake, MFA, ClusterGenerator,
+        // and GeneratorState.
+        assert_eq!(names.len(), 13);
         let gs = crd("GeneratorState");
         assert_eq!(gs.spec.scope, "Namespaced");
         assert_eq!(gs.spec.names.short_names, Some(vec!["gs".to_string()]));
@@ -397,7 +398,7 @@ mod tests {
                 .map(String::as_str),
             Some("controller")
         );
-        for kind in ["Password", "UUID", "Fake"] {
+        for kind in ["Password", "UUID", "Fake", "MFA"] {
             assert_eq!(crd(kind).spec.group, "generators.external-secrets.io");
             assert_eq!(crd(kind).spec.scope, "Namespaced", "{kind}");
         }

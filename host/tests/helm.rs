@@ -498,6 +498,7 @@ fn the_charts_rbac_is_least_privilege() {
         ("generators.external-secrets.io/passwords", set(&["get"])),
         ("generators.external-secrets.io/uuids", set(&["get"])),
         ("generators.external-secrets.io/fakes", set(&["get"])),
+        ("generators.external-secrets.io/mfas", set(&["get"])),
         (
             "generators.external-secrets.io/clustergenerators",
             set(&["get"]),

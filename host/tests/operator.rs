@@ -2427,3 +2427,36 @@ async fn generator_states_past_their_deadline_are_collected_unless_they_need_a_c
     .await
     .expect("release the finalizer");
 }
+
+#[tokio::test]
+async fn an_mfa_generator_gives_the_rfc_6238_token_of_the_seed_in_a_secret() {
+    let env = start("gen-mfa").await;
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "seed", "namespace": env.ns},
+               "stringData": {"totp": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}}),
+    )
+    .await;
+    apply_generator(
+        &env,
+        "MFA",
+        "otp",
+        json!({"secret": {"name": "seed", "key": "totp"}, "length": 8,
+               "when": "2009-02-13T23:31:30Z"}),
+    )
+    .await;
+    env.external_secret(
+        "otp",
+        json!({"refreshInterval": "1h", "target": {"name": "otp"},
+               "dataFrom": [{"sourceRef": {"generatorRef": {
+                   "apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "MFA", "name": "otp"}}}]}),
+    )
+    .await;
+    env.ready("otp", "True", "SecretSynced").await;
+    // RFC 6238's SHA-1 vector for 1234567890 s; 30 - 1234567890 % 30 = 30 seconds left.
+    assert_eq!(
+        env.secret_data("otp").await.expect("the Secret"),
+        string_map(&[("token", "89005924"), ("timeLeft", "30")])
+    );
+}

@@ -17,8 +17,8 @@ use super::{Context, Error};
 use crate::crd::PushSecret;
 use crate::crd::external_secret::{GeneratorKind, GeneratorRef};
 use crate::crd::generator::{
-    ClusterGenerator, ClusterGeneratorSpec, Fake, FakeSpec, Password, PasswordEncoding,
-    PasswordSpec, UUID,
+    ClusterGenerator, ClusterGeneratorSpec, Fake, FakeSpec, MFA, MFASpec, Password,
+    PasswordEncoding, PasswordSpec, UUID,
 };
 
 /// ESO's default symbol characters.
@@ -111,6 +111,16 @@ pub async fn generate<B>(
             let g = api.get_opt(name).await?.ok_or_else(|| missing("Fake"))?;
             run(Spec::Fake(&g.spec))
         }
+        GeneratorKind::MFA => {
+            let api: Api<MFA> = Api::namespaced(ctx.client.clone(), namespace);
+            let g = api.get_opt(name).await?.ok_or_else(|| missing("MFA"))?;
+            let seed = mfa_seed(ctx, namespace, &g.spec).await?;
+            mfa(
+                &g.spec,
+                &seed,
+                k8s_openapi::jiff::Timestamp::now().as_second(),
+            )
+        }
         GeneratorKind::ClusterGenerator => {
             let api: Api<ClusterGenerator> = Api::all(ctx.client.clone());
             let g = api.get_opt(name).await?.ok_or_else(|| {
@@ -162,11 +172,84 @@ pub fn generate_offline(
     }
 }
 
+/// The seed an MFA generator names, read from the Secret in `namespace` (ESO's messages).
+async fn mfa_seed<B>(ctx: &Context<B>, namespace: &str, spec: &MFASpec) -> Result<Vec<u8>, Error> {
+    let name = spec.secret.name.as_deref().unwrap_or_default();
+    let key = spec.secret.key.as_deref().unwrap_or_default();
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api.get_opt(name).await?.ok_or_else(|| {
+        Error::InvalidData(format!(
+            "failed to find secret for token key: Secret {name:?} not found in namespace {namespace:?}"
+        ))
+    })?;
+    secret
+        .data
+        .and_then(|d| d.get(key).map(|v| v.0.clone()))
+        .ok_or_else(|| {
+            Error::InvalidData(format!(
+                "secret key {key} does not exist in secret data map"
+            ))
+        })
+}
+
+/// ESO's MFA generator: an RFC 6238 token (HMAC-SHA-1 over the time step, dynamic truncation)
+/// of `length` digits (6) for the `timePeriod` (30 s) containing `spec.when` or `now` (Unix
+/// seconds), and the seconds left in that period.
+pub fn mfa(spec: &MFASpec, seed: &[u8], now: i64) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+    use hmac::Mac as _;
+    let positive = |v: Option<i32>, default: u32| {
+        v.and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
+    let length = positive(spec.length, 6);
+    let period = i64::from(positive(spec.time_period, 30));
+    if length > 9 {
+        return Err(Error::InvalidData(format!(
+            "failed to generate code for token key: length {length} is over 9 digits"
+        )));
+    }
+    let at = spec.when.as_ref().map_or(now, |t| t.0.as_second());
+    let text: String = String::from_utf8_lossy(seed)
+        .chars()
+        .filter(|c| *c != ' ')
+        .collect::<String>()
+        .to_uppercase();
+    let key = data_encoding::BASE32_NOPAD
+        .decode(text.trim_end_matches('=').as_bytes())
+        .map_err(|e| {
+            Error::InvalidData(format!(
+                "failed to generate code for token key: failed to generate OTP code: {e}"
+            ))
+        })?;
+    let step = u64::try_from(at.div_euclid(period)).unwrap_or(0);
+    let left = period - at.rem_euclid(period);
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&key)
+        .map_err(|_| Error::InvalidData("failed to generate code for token key".into()))?;
+    mac.update(&step.to_be_bytes());
+    let sum = mac.finalize().into_bytes();
+    let offset = usize::from(sum[sum.len() - 1] & 0xf);
+    let value = (u32::from(sum[offset]) & 0x7f) << 24
+        | u32::from(sum[offset + 1]) << 16
+        | u32::from(sum[offset + 2]) << 8
+        | u32::from(sum[offset + 3]);
+    let token = format!(
+        "{:0width$}",
+        value % 10u32.pow(length),
+        width = length as usize
+    );
+    Ok(BTreeMap::from([
+        ("token".to_string(), token.into_bytes()),
+        ("timeLeft".to_string(), left.to_string().into_bytes()),
+    ]))
+}
+
 fn unsupported(kind: &str) -> Error {
     Error::Unsupported {
         reason: "GeneratorNotSupportedYet",
         message: format!(
-            "generator kind {kind} is not supported yet (supported: Password, UUID, Fake, ClusterGenerator of those)"
+            "generator kind {kind} is not supported yet (supported: Password, UUID, Fake, MFA, ClusterGenerator of Password, UUID or Fake)"
         ),
     }
 }
@@ -425,6 +508,34 @@ mod tests {
         // ESO's default length stands in for 0.
         let p = generate_password(&spec(serde_json::json!({"length": 0}))).unwrap();
         assert_eq!(p.chars().count(), 24);
+    }
+
+    #[test]
+    fn mfa_tokens_are_rfc_6238_s_test_vectors() {
+        // RFC 6238 appendix B, SHA-1: seed "12345678901234567890".
+        let seed = data_encoding::BASE32.encode(b"12345678901234567890");
+        let spec = |v: serde_json::Value| -> MFASpec { serde_json::from_value(v).unwrap() };
+        let eight = spec(serde_json::json!({"secret": {"name": "s", "key": "k"}, "length": 8}));
+        for (time, token) in [
+            (59, "94287082"),
+            (1111111109, "07081804"),
+            (1234567890, "89005924"),
+            (20000000000, "65353130"),
+        ] {
+            let out = mfa(&eight, seed.as_bytes(), time).unwrap();
+            assert_eq!(out["token"], token.as_bytes(), "{time}");
+        }
+        // Defaults (6 digits, 30 s), seconds left, `when` pinning, and a seed as people paste it.
+        let out = mfa(
+            &spec(serde_json::json!({"secret": {"name": "s", "key": "k"}, "when": "1970-01-01T00:00:59Z"})),
+            b"gezd gnbv gy3t qojq gezd gnbv gy3t qojq",
+            0,
+        )
+        .unwrap();
+        assert_eq!(out["token"], b"287082");
+        assert_eq!(out["timeLeft"], b"1");
+        let e = mfa(&eight, b"not base32!", 59).unwrap_err().to_string();
+        assert!(e.contains("failed to generate OTP code"), "{e}");
     }
 
     #[test]

@@ -121,6 +121,40 @@ pub struct FakeSpec {
     pub controller: Option<String>,
 }
 
+/// An RFC 6238 time-based one-time password from a seed kept in a Secret, under the keys
+/// `token` and `timeLeft` (seconds the token stays valid), as ESO's MFA generator.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "MFA",
+    plural = "mfas",
+    namespaced,
+    derive = "PartialEq",
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "MFA generates an RFC 6238 TOTP token from a base32 seed held in a Secret."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MFASpec {
+    /// The Secret (in the namespace of the ExternalSecret or PushSecret) and key holding the
+    /// base32 seed; spaces are ignored and case does not matter.
+    pub secret: crate::crd::common::SecretKeySelector,
+    /// Digits of the token; 6 when omitted or 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<i32>,
+    /// Seconds each token is valid; 30 when omitted or 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_period: Option<i32>,
+    /// Accepted as ESO accepts it (`sha1`, `sha256`, …); ESO v2.9 always computes SHA-1
+    /// tokens whatever it says, and so does Airlock, so that both give the same token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Generate the token for this time instead of now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Time>,
+}
+
 /// A cluster-scoped generator usable from every namespace: `kind` names which of the
 /// `generator.*Spec` fields is used.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

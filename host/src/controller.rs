@@ -4,15 +4,21 @@
 //! - [`secret_store`] validates SecretStores and ClusterSecretStores.
 //! - [`external_secret`] keeps each ExternalSecret's target Secret in sync.
 //! - [`cluster_external_secret`] stamps ExternalSecrets into the selected namespaces.
+//! - [`cluster_push_secret`] stamps PushSecrets into the selected namespaces (both through
+//!   [`fan_out`]).
 //! - [`push_secret`] pushes Secrets (or generated values) into the stores PushSecrets name.
+//! - [`generator_state`] collects the GeneratorStates ESO left once their deadline passes.
 //!
 //! Every reconciler reports failures through one [`Error`] whose [`Error::reason`] is the
 //! stable PascalCase word used in messages, events and logs.
 
 mod advice;
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 pub mod external_secret;
+mod fan_out;
 pub mod generator;
+pub mod generator_state;
 pub mod leader;
 pub mod provider;
 pub mod push_secret;
@@ -395,6 +401,8 @@ pub async fn run<B: ModuleHost>(client: Client, backend: B, config: Config) {
         secret_store::run_cluster(ctx.clone()),
         external_secret::run(ctx.clone()),
         cluster_external_secret::run(ctx.clone()),
+        cluster_push_secret::run(ctx.clone()),
+        generator_state::run(ctx.clone()),
         push_secret::run(ctx),
     );
 }

@@ -6,6 +6,7 @@
 //! either version apply unchanged. PushSecret is `v1alpha1`, Provider `airlock.dev/v1alpha1`.
 
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 pub mod common;
 pub mod external_secret;
 pub mod generator;
@@ -23,6 +24,7 @@ use kube::CustomResourceExt;
 pub use cluster_external_secret::{
     ClusterExternalSecret, ClusterExternalSecretSpec, ClusterExternalSecretStatus,
 };
+pub use cluster_push_secret::{ClusterPushSecret, ClusterPushSecretSpec, ClusterPushSecretStatus};
 pub use common::{
     Condition, ConditionStatus, GoDuration, SecretKeySelector, ServiceAccountSelector,
 };
@@ -113,10 +115,13 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         eso(with_v1beta1(ClusterSecretStore::crd())),
         eso(with_v1beta1(ClusterExternalSecret::crd())),
         eso(PushSecret::crd()),
+        eso(ClusterPushSecret::crd()),
         eso(generator::Password::crd()),
         eso(generator::UUID::crd()),
         eso(generator::Fake::crd()),
+        eso(generator::MFA::crd()),
         eso(generator::ClusterGenerator::crd()),
+        eso(generator::GeneratorState::crd()),
         with_label(Provider::crd(), "app.kubernetes.io/part-of", "airlock"),
     ]
     .into_iter()
@@ -348,9 +353,52 @@ mod tests {
             Some(vec!["airlock".to_string()])
         );
         let names: BTreeSet<_> = all().into_iter().filter_map(|c| c.metadata.name).collect();
-        // ESO's five, the Provider, and the generators Password, UUID, Fake, ClusterGenerator.
-        assert_eq!(names.len(), 10);
-        for kind in ["Password", "UUID", "Fake"] {
+        // ESO's six, the Provider, the generators Password, UUID, Fake, MFA, ClusterGenerator,
+        // and GeneratorState.
+        assert_eq!(names.len(), 13);
+        let gs = crd("GeneratorState");
+        assert_eq!(gs.spec.scope, "Namespaced");
+        assert_eq!(gs.spec.names.short_names, Some(vec!["gs".to_string()]));
+        assert_eq!(
+            gs.spec.names.categories,
+            Some(vec![
+                "external-secrets".to_string(),
+                "external-secrets-generators".to_string()
+            ])
+        );
+        let schema = schema_of(&gs, "v1alpha1");
+        assert_eq!(
+            schema["properties"]["spec"]["required"],
+            json!(["resource", "state"])
+        );
+        // ClusterPushSecret as ESO serves it: cluster-scoped, v1alpha1 only, no short name.
+        let cps = crd("ClusterPushSecret");
+        assert_eq!(
+            cps.metadata.name.as_deref(),
+            Some("clusterpushsecrets.external-secrets.io")
+        );
+        assert_eq!(cps.spec.scope, "Cluster");
+        assert_eq!(cps.spec.names.short_names, None);
+        assert_eq!(
+            cps.spec.names.categories,
+            Some(vec!["external-secrets".to_string()])
+        );
+        let versions: Vec<_> = cps
+            .spec
+            .versions
+            .iter()
+            .map(|v| (v.name.as_str(), v.served, v.storage))
+            .collect();
+        assert_eq!(versions, [("v1alpha1", true, true)]);
+        assert_eq!(
+            cps.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(common::COMPONENT_LABEL))
+                .map(String::as_str),
+            Some("controller")
+        );
+        for kind in ["Password", "UUID", "Fake", "MFA"] {
             assert_eq!(crd(kind).spec.group, "generators.external-secrets.io");
             assert_eq!(crd(kind).spec.scope, "Namespaced", "{kind}");
         }
@@ -369,7 +417,7 @@ mod tests {
             ("Ready", "string", READY_STATUS),
         ];
         type Column<'a> = (&'a str, &'a str, &'a str);
-        let expected: [(&str, &[Column]); 6] = [
+        let expected: [(&str, &[Column]); 8] = [
             (
                 "ExternalSecret",
                 &[
@@ -401,6 +449,17 @@ mod tests {
                     ("AGE", "date", CREATED),
                     ("Status", "string", READY_REASON),
                     ("Last Sync", "date", ".status.refreshTime"),
+                ],
+            ),
+            (
+                "ClusterPushSecret",
+                &[("AGE", "date", CREATED), ("Status", "string", READY_REASON)],
+            ),
+            (
+                "GeneratorState",
+                &[
+                    ("GC Deadline", "string", ".spec.garbageCollectionDeadline"),
+                    ("Age", "date", CREATED),
                 ],
             ),
             (
@@ -552,6 +611,11 @@ mod tests {
                 ClusterExternalSecret::crd(),
             ),
             ("PushSecret", raw::<PushSecret>(), PushSecret::crd()),
+            (
+                "ClusterPushSecret",
+                raw::<ClusterPushSecret>(),
+                ClusterPushSecret::crd(),
+            ),
             ("Provider", raw::<Provider>(), Provider::crd()),
         ];
         for (kind, schema, crd) in schemas {

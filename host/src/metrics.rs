@@ -9,8 +9,7 @@
 //!   nanoseconds, as ESO sets it), `externalsecret_provider_api_calls_count{provider,call,
 //!   status}`, and `<kind>_status_condition` / `<kind>_reconcile_duration` for
 //!   `secretstore`, `clustersecretstore`, `clusterexternalsecret`, `pushsecret` and
-//!   `clusterpushsecret` (the push kinds are declared but stay empty until PushSecret is
-//!   reconciled).
+//!   `clusterpushsecret`.
 //! - **controller-runtime's**, which ESO's dashboard reads: `controller_runtime_reconcile_*`,
 //!   `controller_runtime_active_workers`, `controller_runtime_max_concurrent_reconciles` and
 //!   `workqueue_*`. kube-rs has no workqueue of controller-runtime's shape, so
@@ -254,13 +253,15 @@ pub enum Kind {
     ClusterExternalSecret,
     /// `PushSecret`.
     PushSecret,
-    /// `ClusterPushSecret` (no controller yet).
+    /// `ClusterPushSecret`.
     ClusterPushSecret,
     /// Airlock's `Provider`.
     Provider,
+    /// `GeneratorState` (controller metrics only, as ESO).
+    GeneratorState,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::ExternalSecret,
     Kind::SecretStore,
     Kind::ClusterSecretStore,
@@ -268,6 +269,7 @@ const KINDS: [Kind; 7] = [
     Kind::PushSecret,
     Kind::ClusterPushSecret,
     Kind::Provider,
+    Kind::GeneratorState,
 ];
 
 impl Kind {
@@ -282,6 +284,7 @@ impl Kind {
             Kind::PushSecret => "pushsecret",
             Kind::ClusterPushSecret => "clusterpushsecret",
             Kind::Provider => "provider",
+            Kind::GeneratorState => "generatorstate",
         }
     }
 
@@ -392,7 +395,7 @@ impl Default for Metrics {
                     "The status condition of a specific Cluster Push Secret",
                     "The duration time to reconcile the Cluster Push Secret",
                 ),
-                Kind::Provider => return None,
+                Kind::Provider | Kind::GeneratorState => return None,
             };
             Some(KindFamilies {
                 condition: Family::new(condition, Gauge, CONDITION, c_help),

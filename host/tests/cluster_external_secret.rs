@@ -1,6 +1,6 @@
-//! ClusterExternalSecret against a real kube-apiserver: one cluster-wide operator per test
-//! process (the ClusterExternalSecret controller is off in namespace-scoped operators), with the
-//! real `fake.wasm` behind a ClusterSecretStore.
+//! ClusterExternalSecret and ClusterPushSecret against a real kube-apiserver: one cluster-wide
+//! operator per test process (both controllers are off in namespace-scoped operators), with the
+//! real `fake.wasm` behind the stores.
 
 mod cluster;
 
@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use airlock::controller::{self, Config};
-use airlock::crd::{self, ClusterExternalSecret, ClusterSecretStore, ExternalSecret};
+use airlock::crd::{
+    self, ClusterExternalSecret, ClusterPushSecret, ClusterSecretStore, ExternalSecret, PushSecret,
+    SecretStore,
+};
 use airlock::kube_credentials::KubeCredentials;
 use airlock::runtime::{EngineConfig, Runtime};
 use airlock_testenv::ControlPlane;
@@ -405,4 +408,257 @@ async fn esos_finalizers_on_a_cluster_external_secret_and_its_namespaces_do_not_
         || async { matches!(ces_api.get_opt(&ces_name).await, Ok(None)).then_some(()) },
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// ClusterPushSecret (issue 19): the same fan-out, of PushSecrets. Each selected namespace has
+// its own SecretStore `fake-store` (the fake keeps pushed values per store) and Secret
+// `source`; what a stamped PushSecret pushed is read back by an ExternalSecret there.
+
+/// A SecretStore `fake-store` and a Secret `source` with `password: <password>` in `ns`.
+async fn push_namespace(client: &Client, ns: &str, password: &str) {
+    apply(
+        &Api::<SecretStore>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "fake-store", "namespace": ns},
+               "spec": {"provider": {"fake": {"data": []}}}}),
+    )
+    .await;
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "source", "namespace": ns},
+               "stringData": {"password": password}}),
+    )
+    .await;
+}
+
+fn push_spec() -> Value {
+    json!({
+        "refreshInterval": "1h",
+        "deletionPolicy": "Delete",
+        "secretStoreRefs": [{"name": "fake-store"}],
+        "selector": {"secret": {"name": "source"}},
+        "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": "app/password"}}}]
+    })
+}
+
+/// An ExternalSecret `reader` in `ns` reading `app/password` from `fake-store` every second.
+async fn reader(client: &Client, ns: &str) {
+    apply(
+        &Api::<ExternalSecret>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+               "metadata": {"name": "reader", "namespace": ns},
+               "spec": {"refreshInterval": "1s",
+                        "secretStoreRef": {"name": "fake-store", "kind": "SecretStore"},
+                        "target": {"name": "reader"},
+                        "data": [{"secretKey": "password", "remoteRef": {"key": "app/password"}}]}}),
+    )
+    .await;
+}
+
+async fn cps_status(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&crd::ClusterPushSecretStatus) -> bool,
+) -> crd::ClusterPushSecretStatus {
+    let api: Api<ClusterPushSecret> = Api::all(client.clone());
+    eventually(what, || async {
+        let status = api.get(name).await.ok()?.status?;
+        check(&status).then_some(status)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_cluster_push_secret_fans_out_push_secrets_that_push_follow_relabelling_and_are_collected()
+ {
+    let client = start().await;
+    let key = unique("airlock-cps-fanout");
+    let mut namespaces = vec![
+        labelled_namespace(&client, "cps-a", &key, "yes").await,
+        labelled_namespace(&client, "cps-b", &key, "yes").await,
+    ];
+    namespaces.sort();
+    for ns in &namespaces {
+        push_namespace(&client, ns, &format!("pw-{ns}")).await;
+    }
+    let unlabelled = ControlPlane::shared()
+        .new_namespace("cps-other")
+        .await
+        .expect("namespace");
+    let cps_name = unique("shared-push");
+    let cps_api: Api<ClusterPushSecret> = Api::all(client.clone());
+    apply(
+        &cps_api,
+        json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "ClusterPushSecret",
+               "metadata": {"name": cps_name},
+               "spec": {"pushSecretName": "push",
+                        "pushSecretMetadata": {"labels": {"team": "payments"},
+                                               "annotations": {"note": "stamped"}},
+                        "namespaceSelectors": [{"matchLabels": {key.as_str(): "yes"}}],
+                        "refreshTime": "1h",
+                        "pushSecretSpec": push_spec()}}),
+    )
+    .await;
+
+    let status = cps_status(&client, &cps_name, "both namespaces provisioned", |s| {
+        s.provisioned_namespaces.as_ref() == Some(&namespaces)
+    })
+    .await;
+    assert_eq!(status.push_secret_name.as_deref(), Some("push"));
+    assert_eq!(status.failed_namespaces, None);
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(format!("{:?}", ready.status), "True");
+    let cps = cps_api.get(&cps_name).await.expect("cps");
+
+    for ns in &namespaces {
+        let api = Api::<PushSecret>::namespaced(client.clone(), ns);
+        let ps = api.get("push").await.expect("the PushSecret exists");
+        let owners = ps.owner_references();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0].kind, "ClusterPushSecret");
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(Some(&owners[0].uid), cps.metadata.uid.as_ref());
+        assert_eq!(
+            ps.labels().get("team").map(String::as_str),
+            Some("payments")
+        );
+        assert_eq!(
+            ps.annotations().get("note").map(String::as_str),
+            Some("stamped")
+        );
+        cluster::ready_message(&api, "push", "True", "PushSecret synced successfully").await;
+        reader(&client, ns).await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let pushed = eventually(&format!("the value pushed in {ns} read back"), || async {
+            cluster::secret_text(&secrets, "reader")
+                .await?
+                .remove("password")
+        })
+        .await;
+        assert_eq!(pushed, format!("pw-{ns}"));
+    }
+    let none = Api::<PushSecret>::namespaced(client.clone(), &unlabelled)
+        .get_opt("push")
+        .await
+        .expect("get");
+    assert!(none.is_none(), "an unselected namespace got {none:?}");
+
+    // A deleted PushSecret is put back without waiting for refreshTime (1h).
+    let first = Api::<PushSecret>::namespaced(client.clone(), &namespaces[0]);
+    let old_uid = first.get("push").await.expect("ps").metadata.uid;
+    first
+        .delete("push", &Default::default())
+        .await
+        .expect("delete ps");
+    eventually("the deleted PushSecret is recreated", || async {
+        let ps = first.get_opt("push").await.ok()??;
+        (ps.metadata.uid != old_uid).then_some(())
+    })
+    .await;
+
+    // Unlabelling removes that namespace's PushSecret, and (deletionPolicy Delete) what it
+    // pushed: the reader there can no longer find the value.
+    label(&client, &namespaces[1], &key, None).await;
+    let removed = Api::<PushSecret>::namespaced(client.clone(), &namespaces[1]);
+    eventually("the unlabelled namespace loses its PushSecret", || async {
+        matches!(removed.get_opt("push").await, Ok(None)).then_some(())
+    })
+    .await;
+    cluster::ready_message(
+        &Api::<ExternalSecret>::namespaced(client.clone(), &namespaces[1]),
+        "reader",
+        "False",
+        "",
+    )
+    .await;
+    cps_status(
+        &client,
+        &cps_name,
+        "status without the unlabelled namespace",
+        |s| s.provisioned_namespaces.as_deref() == Some(&namespaces[..1]),
+    )
+    .await;
+
+    // Deleting the ClusterPushSecret garbage-collects the PushSecrets it owns.
+    cps_api
+        .delete(&cps_name, &Default::default())
+        .await
+        .expect("delete cps");
+    cluster::eventually_within(
+        std::time::Duration::from_secs(120),
+        "owned PushSecrets are garbage-collected",
+        || async { matches!(first.get_opt("push").await, Ok(None)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_existing_push_secret_it_does_not_own_is_left_alone_and_reported_as_failed() {
+    let client = start().await;
+    let key = unique("airlock-cps-foreign");
+    let taken = labelled_namespace(&client, "cps-taken", &key, "yes").await;
+    let free = labelled_namespace(&client, "cps-free", &key, "yes").await;
+    for ns in [&taken, &free] {
+        push_namespace(&client, ns, "pw").await;
+    }
+    let mut foreign = push_spec();
+    foreign["data"][0]["match"]["remoteRef"]["remoteKey"] = json!("theirs");
+    foreign["deletionPolicy"] = json!("None");
+    apply(
+        &Api::<PushSecret>::namespaced(client.clone(), &taken),
+        json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+               "metadata": {"name": "push", "namespace": taken}, "spec": foreign}),
+    )
+    .await;
+    let cps_name = unique("shared-push");
+    apply(
+        &Api::<ClusterPushSecret>::all(client.clone()),
+        json!({"apiVersion": "external-secrets.io/v1alpha1", "kind": "ClusterPushSecret",
+               "metadata": {"name": cps_name},
+               "spec": {"pushSecretName": "push",
+                        "namespaceSelectors": [{"matchLabels": {key.as_str(): "yes"}}],
+                        "pushSecretSpec": push_spec()}}),
+    )
+    .await;
+
+    let status = cps_status(&client, &cps_name, "one namespace failed", |s| {
+        s.failed_namespaces.is_some() && s.provisioned_namespaces.is_some()
+    })
+    .await;
+    assert_eq!(status.provisioned_namespaces, Some(vec![free.clone()]));
+    let failed = status.failed_namespaces.clone().unwrap_or_default();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].namespace, taken);
+    assert_eq!(
+        failed[0].reason.as_deref(),
+        Some("push secret already exists in namespace")
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(format!("{:?}", ready.status), "False");
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("one or more namespaces failed")
+    );
+    assert_eq!(ready.reason.as_deref(), Some("NamespacesFailed"));
+
+    let theirs = Api::<PushSecret>::namespaced(client.clone(), &taken)
+        .get("push")
+        .await
+        .expect("the foreign PushSecret still exists");
+    assert!(theirs.owner_references().is_empty());
+    let data = theirs.spec.data.clone().unwrap_or_default();
+    assert_eq!(data[0].match_.remote_ref.remote_key, "theirs");
 }

@@ -479,18 +479,33 @@ fn the_charts_rbac_is_least_privilege() {
             "/secrets",
             set(&["get", "list", "watch", "create", "patch", "delete"]),
         ),
-        // The PushSecret controller: its finalizer is added and removed with a patch.
+        // The PushSecret controller: its finalizer is added and removed with a patch; the
+        // ClusterPushSecret controller creates, applies and deletes the PushSecrets it owns.
         (
             "external-secrets.io/pushsecrets",
-            set(&["get", "list", "watch", "patch"]),
+            set(&["get", "list", "watch", "create", "patch", "delete"]),
         ),
         ("external-secrets.io/pushsecrets/status", set(&["patch"])),
+        ("external-secrets.io/clusterpushsecrets", set(&read)),
+        (
+            "external-secrets.io/clusterpushsecrets/status",
+            set(&["patch"]),
+        ),
+        (
+            "external-secrets.io/clusterpushsecrets/finalizers",
+            set(&["update"]),
+        ),
         ("generators.external-secrets.io/passwords", set(&["get"])),
         ("generators.external-secrets.io/uuids", set(&["get"])),
         ("generators.external-secrets.io/fakes", set(&["get"])),
+        ("generators.external-secrets.io/mfas", set(&["get"])),
         (
             "generators.external-secrets.io/clustergenerators",
             set(&["get"]),
+        ),
+        (
+            "generators.external-secrets.io/generatorstates",
+            set(&["get", "list", "watch", "patch", "delete"]),
         ),
         ("/configmaps", set(&["get"])),
         ("/namespaces", set(&read)),
@@ -505,8 +520,7 @@ fn the_charts_rbac_is_least_privilege() {
         granted, expected,
         "the ClusterRole changed; update this list only with a reason"
     );
-    // No wildcard anywhere (the map above already rules out Secret update, Pods, PushSecret
-    // creation).
+    // No wildcard anywhere (the map above already rules out Secret update and Pods).
     let rbac = serde_json::to_string(&[cluster_role, role]).expect("json");
     assert!(!rbac.contains("\"*\""), "a wildcard in the RBAC");
 
@@ -672,7 +686,10 @@ fn the_service_account_is_refused_what_the_chart_does_not_grant() {
             "-n",
             "default",
         ],
-        &["create", "pushsecrets.external-secrets.io", "-n", "default"],
+        // ClusterPushSecret creates PushSecrets with server-side apply (create and patch),
+        // never with update.
+        &["update", "pushsecrets.external-secrets.io", "-n", "default"],
+        &["update", "clusterpushsecrets.external-secrets.io"],
         &["update", "leases/kube-scheduler", "-n", RELEASE_NAMESPACE],
         &["get", "leases", "-n", "kube-system"],
         &["create", "clusterroles"],

@@ -2307,3 +2307,183 @@ async fn a_push_secret_pushes_a_generated_password() {
     let value = env.secret_data("reader").await.unwrap()["password"].clone();
     assert_eq!(value.chars().count(), 24);
 }
+
+#[tokio::test]
+async fn data_to_pushes_matching_keys_renamed_or_bundled_and_deletes_keys_that_stop_matching() {
+    let env = start("ps-datato").await;
+    apply(
+        &env.api::<SecretStore>(),
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+               "metadata": {"name": "fake-store", "namespace": env.ns, "labels": {"tier": "prod"}},
+               "spec": {"provider": {"fake": {"data": fake_data()}}}}),
+    )
+    .await;
+    env.source_secret(
+        "source",
+        json!({"db-user": "u1", "db-pass": "p1", "api-token": "t1"}),
+    )
+    .await;
+    let spec = |pattern: &str| {
+        json!({"refreshInterval": "1s", "deletionPolicy": "Delete",
+               "secretStoreRefs": [{"name": "fake-store"}],
+               "selector": {"secret": {"name": "source"}},
+               "dataTo": [
+                   {"storeRef": {"name": "fake-store"}, "match": {"regexp": pattern},
+                    "rewrite": [{"regexp": {"source": "^db-", "target": "app/"}}]},
+                   {"storeRef": {"labelSelector": {"matchLabels": {"tier": "prod"}}},
+                    "remoteKey": "bundle", "match": {"regexp": pattern}}],
+               "data": [{"match": {"secretKey": "api-token", "remoteRef": {"remoteKey": "app/token"}}}]})
+    };
+    env.push_secret("push", spec("^db-")).await;
+    let ps = env
+        .push_ready("push", "True", "Synced", "PushSecret synced successfully")
+        .await;
+    assert_eq!(
+        synced_keys(&ps, "SecretStore/fake-store"),
+        ["app/pass", "app/token", "app/user", "bundle"]
+    );
+    env.reader(
+        "reader",
+        "fake-store",
+        &[
+            ("user", "app/user", None),
+            ("pass", "app/pass", None),
+            ("token", "app/token", None),
+            ("bundle", "bundle", None),
+        ],
+    )
+    .await;
+    let read = eventually("the pushed keys read back", || async {
+        let data = env.secret_data("reader").await?;
+        (data.len() == 4).then_some(data)
+    })
+    .await;
+    assert_eq!(read["user"], "u1");
+    assert_eq!(read["pass"], "p1");
+    assert_eq!(read["token"], "t1");
+    // The bundle holds only the keys its rule matched.
+    let bundle: Value = serde_json::from_str(&read["bundle"]).expect("the bundle is JSON");
+    assert_eq!(bundle, json!({"db-user": "u1", "db-pass": "p1"}));
+
+    // A key that stops matching is deleted at the provider (deletionPolicy Delete).
+    env.push_secret("push", spec("^db-u")).await;
+    eventually("app/pass dropped from the status", || async {
+        let ps = env.api::<PushSecret>().get("push").await.ok()?;
+        (synced_keys(&ps, "SecretStore/fake-store") == ["app/token", "app/user", "bundle"])
+            .then_some(())
+    })
+    .await;
+    env.reader("pass-reader", "fake-store", &[("pass", "app/pass", None)])
+        .await;
+    env.ready("pass-reader", "False", "SecretSyncedError").await;
+
+    // A rule naming a store that secretStoreRefs does not list is refused before anything is
+    // read or pushed.
+    let mut bad = spec("^db-");
+    bad["dataTo"][0]["storeRef"]["name"] = json!("elsewhere");
+    bad["data"][0]["match"]["remoteRef"]["remoteKey"] = json!("bad/token");
+    env.push_secret("bad", bad).await;
+    env.push_ready(
+        "bad",
+        "False",
+        "Errored",
+        "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
+    )
+    .await;
+    env.reader("bad-reader", "fake-store", &[("token", "bad/token", None)])
+        .await;
+    env.ready("bad-reader", "False", "SecretSyncedError").await;
+}
+
+// GeneratorState (issue 19): states ESO left are collected at their deadline.
+
+#[tokio::test]
+async fn generator_states_past_their_deadline_are_collected_unless_they_need_a_cleanup_airlock_cannot_do()
+ {
+    use airlock::crd::generator::GeneratorState;
+    let env = start("gen-state").await;
+    let api = env.api::<GeneratorState>();
+    let finalizer = "generatorstate.externalsecrets.io/finalizer";
+    let state = |name: &str, kind: &str, deadline: Option<&str>| {
+        json!({"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "GeneratorState",
+               "metadata": {"name": name, "namespace": env.ns, "finalizers": [finalizer]},
+               "spec": {"garbageCollectionDeadline": deadline,
+                        "resource": {"apiVersion": "generators.external-secrets.io/v1alpha1",
+                                     "kind": kind, "spec": {}},
+                        "state": {"id": 7}}})
+    };
+    apply(&api, state("kept", "Password", None)).await;
+    apply(
+        &api,
+        state("stateless", "Password", Some("2000-01-01T00:00:00Z")),
+    )
+    .await;
+    apply(
+        &api,
+        state("gitlab", "GitlabDeployToken", Some("2000-01-01T00:00:00Z")),
+    )
+    .await;
+    eventually("the stateless state past its deadline is gone", || async {
+        matches!(api.get_opt("stateless").await, Ok(None)).then_some(())
+    })
+    .await;
+    // A stateful generator's state is deleted but keeps ESO's finalizer: what it created
+    // was not revoked.
+    let note = warning_event(
+        &env.client,
+        &env.ns,
+        "GeneratorState",
+        "gitlab",
+        "CleanupNotSupported",
+        "generator kind GitlabDeployToken is not supported",
+    )
+    .await;
+    assert!(note.contains(finalizer), "{note}");
+    let gitlab = api.get("gitlab").await.expect("still there");
+    assert!(gitlab.metadata.deletion_timestamp.is_some());
+    assert_eq!(gitlab.finalizers(), [finalizer]);
+    // No deadline, no collection.
+    let kept = api.get("kept").await.expect("kept");
+    assert!(kept.metadata.deletion_timestamp.is_none());
+
+    api.patch(
+        "gitlab",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release the finalizer");
+}
+
+#[tokio::test]
+async fn an_mfa_generator_gives_the_rfc_6238_token_of_the_seed_in_a_secret() {
+    let env = start("gen-mfa").await;
+    apply(
+        &env.api::<Secret>(),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "seed", "namespace": env.ns},
+               "stringData": {"totp": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}}),
+    )
+    .await;
+    apply_generator(
+        &env,
+        "MFA",
+        "otp",
+        json!({"secret": {"name": "seed", "key": "totp"}, "length": 8,
+               "when": "2009-02-13T23:31:30Z"}),
+    )
+    .await;
+    env.external_secret(
+        "otp",
+        json!({"refreshInterval": "1h", "target": {"name": "otp"},
+               "dataFrom": [{"sourceRef": {"generatorRef": {
+                   "apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "MFA", "name": "otp"}}}]}),
+    )
+    .await;
+    env.ready("otp", "True", "SecretSynced").await;
+    // RFC 6238's SHA-1 vector for 1234567890 s; 30 - 1234567890 % 30 = 30 seconds left.
+    assert_eq!(
+        env.secret_data("otp").await.expect("the Secret"),
+        string_map(&[("token", "89005924"), ("timeLeft", "30")])
+    );
+}

@@ -104,3 +104,91 @@ fn render_fails_with_one_line_naming_the_template_and_position() {
         r#"error: templateFrom[0].configMap "db-templates" not found in the ExternalSecret's namespace"#
     );
 }
+
+#[test]
+fn render_runs_the_generators_an_external_secret_names() {
+    let out = airlock(&[
+        "render",
+        "-f",
+        data("generated-secret.yaml").to_str().unwrap(),
+        "--generator",
+        data("generators.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret: serde_json::Value = serde_yaml::from_slice(&out.stdout).expect("YAML");
+    let text = |k: &str| {
+        use base64::Engine as _;
+        let b64 = secret["data"][k].as_str().unwrap_or_else(|| panic!("{k}"));
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    // The Password generator's key renamed by the entry's rewrite.
+    let url = text("DATABASE_URL");
+    let password = url
+        .strip_prefix("postgresql://app:")
+        .and_then(|r| r.strip_suffix("@db:5432/app"))
+        .unwrap_or_else(|| panic!("{url}"));
+    assert_eq!(password.chars().count(), 20, "{password}");
+    assert_eq!(password.chars().filter(char::is_ascii_digit).count(), 5);
+    assert!(
+        password
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
+    // The ClusterGenerator's hex-encoded password of 16 characters.
+    let key = text("API_KEY");
+    assert_eq!(key.len(), 32, "{key}");
+    let decoded = hex::decode(&key).expect("hex");
+    assert_eq!(decoded.len(), 16);
+    assert_eq!(text("REQUEST_ID").len(), 36);
+    assert_eq!(text("REGION"), "eu-west-1");
+
+    // Each run generates anew, as the operator does at each refresh.
+    let again = airlock(&[
+        "render",
+        "-f",
+        data("generated-secret.yaml").to_str().unwrap(),
+        "--generator",
+        data("generators.yaml").to_str().unwrap(),
+    ]);
+    let second: serde_json::Value = serde_yaml::from_slice(&again.stdout).expect("YAML");
+    assert_ne!(second["data"]["API_KEY"], secret["data"]["API_KEY"]);
+}
+
+#[test]
+fn render_names_a_generator_it_was_not_given() {
+    let out = airlock(&[
+        "render",
+        "-f",
+        data("generated-secret.yaml").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.dataFrom[0]")
+            && stderr.contains(
+                "Password \"db-password\" not given (pass its manifest with --generator)"
+            ),
+        "{stderr}"
+    );
+    // An ExternalSecret that reads a store still needs its data file.
+    let out = airlock(&[
+        "render",
+        "-f",
+        data("templated-secret.yaml").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--data is required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

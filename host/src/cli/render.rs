@@ -1,5 +1,9 @@
 //! `airlock render`: renders an ExternalSecret's template offline (ESO's `esoctl template`),
 //! from a data file instead of a provider, and prints the Secret it would write.
+//!
+//! `dataFrom[].sourceRef.generatorRef` sources run for real, from generator manifests given
+//! with `--generator` (Password, UUID, Fake, ClusterGenerator), with the entry's `rewrite[]`;
+//! the data file's values are laid over what they generate.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +23,13 @@ pub struct RenderArgs {
     #[arg(long, short = 'f', value_name = "FILE")]
     pub external_secret: PathBuf,
     /// The fetched values: a YAML or JSON map of secret key to value, as the provider would
-    /// return them.
+    /// return them. Needed unless every source of the ExternalSecret is a generator.
     #[arg(long, short = 'd', value_name = "FILE")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    /// A generator manifest (Password, UUID, Fake or ClusterGenerator; several YAML documents
+    /// allowed) that `dataFrom[].sourceRef.generatorRef` names (repeatable).
+    #[arg(long = "generator", value_name = "FILE")]
+    pub generators: Vec<PathBuf>,
     /// A ConfigMap manifest that `templateFrom[].configMap` names (repeatable).
     #[arg(long = "template-from-config-map", value_name = "FILE")]
     pub config_maps: Vec<PathBuf>,
@@ -63,10 +71,73 @@ fn data_file(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         .collect()
 }
 
+/// Every YAML document of the generator files.
+fn generator_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<serde_json::Value>> {
+    use serde::Deserialize as _;
+    let mut out = Vec::new();
+    for path in paths {
+        let text = read(path)?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(doc)
+                .with_context(|| format!("{} is not valid YAML", path.display()))?;
+            if !value.is_null() {
+                out.push(value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The values the ExternalSecret's generators produce, in `dataFrom` order.
+fn generated(
+    es: &ExternalSecret,
+    manifests: &[serde_json::Value],
+    engine: Engine,
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for (i, from) in es.spec.data_from.iter().flatten().enumerate() {
+        let Some(generator) = from
+            .source_ref
+            .as_ref()
+            .and_then(|s| s.generator_ref.as_ref())
+        else {
+            continue;
+        };
+        let what = format!("spec.dataFrom[{i}]");
+        let values = crate::controller::generator::generate_offline(manifests, generator)
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        let rewrites = from.rewrite.as_deref().unwrap_or_default();
+        // The rewrite's errors name the entry already.
+        out.extend(crate::controller::external_secret::data::generated_keys(
+            values, rewrites, &what, engine,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Whether every source of the ExternalSecret is a generator (so no data file is needed).
+fn only_generators(es: &ExternalSecret) -> bool {
+    es.spec.data.as_ref().is_none_or(Vec::is_empty)
+        && es.spec.data_from.iter().flatten().all(|f| {
+            f.source_ref
+                .as_ref()
+                .is_some_and(|s| s.generator_ref.is_some())
+        })
+}
+
 /// Renders the template and returns the Secret it yields.
 pub fn render(args: &RenderArgs) -> anyhow::Result<Secret> {
     let es: ExternalSecret = yaml(&args.external_secret, "ExternalSecret")?;
-    let data = data_file(&args.data)?;
+    let engine =
+        Engine::from_annotation(es.annotations().get(ENGINE_ANNOTATION).map(String::as_str))?;
+    let mut data = generated(&es, &generator_manifests(&args.generators)?, engine)?;
+    match &args.data {
+        Some(path) => data.extend(data_file(path)?),
+        None if only_generators(&es) => {}
+        None => bail!(
+            "--data is required: the ExternalSecret reads from a store (spec.data or a dataFrom entry that is not a generator)"
+        ),
+    }
     let mut sources = Sources::default();
     for path in &args.config_maps {
         let cm: ConfigMap = yaml(path, "ConfigMap")?;
@@ -104,8 +175,6 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<Secret> {
         );
         sources.secrets.insert(s.name_any(), map);
     }
-    let engine =
-        Engine::from_annotation(es.annotations().get(ENGINE_ANNOTATION).map(String::as_str))?;
     let template = es.spec.target.template.clone().unwrap_or_default();
     let rendered = crate::template::apply(&template, engine, &data, &sources)?;
     let mut secret = Secret::default();

@@ -6,7 +6,7 @@
 //! are watched (by the managed label) so that an edited or deleted Secret is repaired.
 
 mod coalesce;
-mod data;
+pub(crate) mod data;
 mod hash;
 mod stores;
 
@@ -935,13 +935,8 @@ async fn fetch<B: Backend>(
         if let Some(generator) = source.and_then(|s| s.generator_ref.as_ref()) {
             let what = format!("spec.dataFrom[{i}]");
             let rewrites = from.rewrite.as_deref().unwrap_or_default();
-            for (key, value) in super::generator::generate(ctx, &namespace, generator).await? {
-                let key = if rewrites.is_empty() {
-                    key
-                } else {
-                    rewrite_key(&key, rewrites, &what, engine)?
-                };
-                check_key(&key, &what)?;
+            let generated = super::generator::generate(ctx, &namespace, generator).await?;
+            for (key, value) in data::generated_keys(generated, rewrites, &what, engine)? {
                 out.insert(key, SecretValue::new(value));
             }
             continue;

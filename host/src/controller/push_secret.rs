@@ -8,6 +8,8 @@
 //! entry) so that entries dropped later can be deleted. The providers refuse to overwrite or
 //! delete a remote secret they did not create (the `managed-by` mark).
 
+mod entries;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +28,7 @@ use super::secret_store::{kind_name, resolve_tls};
 use super::{Context, Error, ModuleHost, find_ready, log_result, ready_condition};
 use crate::backend::{Backend, Capabilities, PushRef, PushRequest, SecretValue, StoreContext};
 use crate::crd::common::{SecretStoreRef, StoreKind as CrdKind};
-use crate::crd::push_secret::{
-    PushSecretConversionStrategy, PushSecretData, PushSecretDeletionPolicy, PushSecretUpdatePolicy,
-};
+use crate::crd::push_secret::{PushSecretData, PushSecretDeletionPolicy, PushSecretUpdatePolicy};
 use crate::crd::{ClusterSecretStore, ConditionStatus, PushSecret, SecretStore};
 use crate::template::{ENGINE_ANNOTATION, Engine, Sources};
 
@@ -368,14 +368,8 @@ struct Source {
 }
 
 async fn push<B: ModuleHost>(ctx: &Context<B>, ps: &PushSecret) -> Result<Outcome, Failure> {
-    if ps.spec.data_to.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Failure::of(Error::Unsupported {
-            reason: "DataToNotSupportedYet",
-            message:
-                "spec.dataTo (bulk push rules) is not supported yet; list the keys in spec.data"
-                    .into(),
-        }));
-    }
+    let data_to = ps.spec.data_to.as_deref().unwrap_or_default();
+    entries::validate_store_refs(data_to, &ps.spec.secret_store_refs).map_err(Failure::of)?;
     let sources = match sources(ctx, ps).await {
         Ok(s) => s,
         Err(SourceError::Missing(why)) => {
@@ -401,6 +395,8 @@ async fn push<B: ModuleHost>(ctx: &Context<B>, ps: &PushSecret) -> Result<Outcom
     if stores.is_empty() {
         return Ok(Outcome::OtherControllerClass);
     }
+    let ids: Vec<entries::StoreId<'_>> = stores.values().map(Target::id).collect();
+    entries::validate_selectors_match(data_to, &ids).map_err(Failure::of)?;
     let engine =
         Engine::from_annotation(ps.annotations().get(ENGINE_ANNOTATION).map(String::as_str))
             .map_err(|e| Failure::of(e.into()))?;
@@ -410,9 +406,11 @@ async fn push<B: ModuleHost>(ctx: &Context<B>, ps: &PushSecret) -> Result<Outcom
             Some(template) => render(template, engine, source.data).map_err(Failure::of)?,
             None => source.data,
         };
-        for (store_key, store) in &stores {
+        for (store_key, target) in &stores {
             let entries = synced.entry(store_key.clone()).or_default();
-            if let Err((message, error)) = push_to_store(ctx, ps, store, &data, entries).await {
+            if let Err((message, error)) =
+                push_to_store(ctx, ps, target, engine, &data, entries).await
+            {
                 let mut all = synced.clone();
                 for (k, v) in old_synced(ps) {
                     let merged = all.entry(k).or_default();
@@ -479,23 +477,32 @@ fn push_ref(data: &PushSecretData) -> PushRef {
     }
 }
 
-/// Pushes every `data[]` entry to one store, recording each in `entries`.
+/// Pushes the store's entries (its `dataTo` rules expanded, then `data[]`) to one store,
+/// recording each in `entries`.
 async fn push_to_store<B: Backend>(
     ctx: &Context<B>,
     ps: &PushSecret,
-    store: &StoreContext,
+    target: &Target,
+    engine: Engine,
     data: &BTreeMap<String, Vec<u8>>,
     entries: &mut BTreeMap<String, PushSecretData>,
 ) -> Result<(), (String, Error)> {
+    let store = &target.store;
     let store_name = &store.info.name;
-    for entry in ps.spec.data.iter().flatten() {
-        let data = match entry.conversion_strategy {
-            PushSecretConversionStrategy::None => data.clone(),
-            PushSecretConversionStrategy::ReverseUnicode => data
-                .iter()
-                .map(|(k, v)| (reverse_unicode(k), v.clone()))
-                .collect(),
-        };
+    let wanted = entries::for_store(
+        ps.spec.data_to.as_deref().unwrap_or_default(),
+        ps.spec.data.as_deref().unwrap_or_default(),
+        &target.id(),
+        data,
+        engine,
+    )
+    .map_err(|e| (e.to_string(), e))?;
+    for entries::Entry { data: entry, only } in wanted {
+        let data = entries::reverse_keys(entry.conversion_strategy, only.as_ref().unwrap_or(data))
+            .map_err(|e| {
+                let message = format!("could not apply conversion strategy to keys: {e}");
+                (message, e)
+            })?;
         let secret_key = entry.match_.secret_key.as_deref().filter(|k| !k.is_empty());
         let value = match secret_key {
             Some(k) => data
@@ -505,7 +512,7 @@ async fn push_to_store<B: Backend>(
                 .map_err(|e| (e.to_string(), e))?,
             None => whole_secret(&data).map_err(|e| (e.to_string(), e))?,
         };
-        let reference = push_ref(entry);
+        let reference = push_ref(&entry);
         if ps.spec.update_policy == PushSecretUpdatePolicy::IfNotExists {
             let exists = ctx
                 .backend
@@ -519,7 +526,7 @@ async fn push_to_store<B: Backend>(
                     (message, Error::from(e))
                 })?;
             if exists {
-                entries.insert(status_ref(entry), entry.clone());
+                entries.insert(status_ref(&entry), entry);
                 continue;
             }
         }
@@ -536,7 +543,7 @@ async fn push_to_store<B: Backend>(
             );
             return Err((message, e.into()));
         }
-        entries.insert(status_ref(entry), entry.clone());
+        entries.insert(status_ref(&entry), entry);
     }
     Ok(())
 }
@@ -625,18 +632,68 @@ async fn sources<B>(ctx: &Context<B>, ps: &PushSecret) -> Result<Vec<Source>, So
         .collect())
 }
 
+/// A store to push to, with what `dataTo[].storeRef` matches on.
+struct Target {
+    store: StoreContext,
+    kind: CrdKind,
+    labels: BTreeMap<String, String>,
+}
+
+impl Target {
+    fn id(&self) -> entries::StoreId<'_> {
+        entries::StoreId {
+            kind: self.kind,
+            name: &self.store.info.name,
+            labels: &self.labels,
+        }
+    }
+}
+
+/// The labels of a store named in `secretStoreRefs`, read only when a `dataTo` rule selects
+/// stores by labels.
+async fn store_labels<B>(
+    ctx: &Context<B>,
+    ps: &PushSecret,
+    kind: CrdKind,
+    name: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    let by_labels = ps
+        .spec
+        .data_to
+        .iter()
+        .flatten()
+        .any(|d| d.store_ref.label_selector.is_some());
+    if !by_labels {
+        return Ok(BTreeMap::new());
+    }
+    let labels = match kind {
+        CrdKind::SecretStore => {
+            let api: Api<SecretStore> =
+                Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
+            api.get_opt(name).await?.map(|s| s.labels().clone())
+        }
+        CrdKind::ClusterSecretStore => {
+            let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
+            api.get_opt(name).await?.map(|s| s.labels().clone())
+        }
+    };
+    Ok(labels.unwrap_or_default())
+}
+
 /// The stores to push to, by `Kind/Name`, resolved for the PushSecret's namespace, with the
 /// controller-class rule (other classes' stores are skipped, as ESO does) and a read-only
 /// provider refused. An empty result means every store is another operator's.
 async fn stores<B: ModuleHost>(
     ctx: &Context<B>,
     ps: &PushSecret,
-) -> Result<BTreeMap<String, StoreContext>, Error> {
+) -> Result<BTreeMap<String, Target>, Error> {
     let namespace = ps.namespace().unwrap_or_default();
-    let mut names: Vec<(CrdKind, String)> = Vec::new();
+    // Kind, name, and the labels when the store was found by them.
+    type Named = (CrdKind, String, Option<BTreeMap<String, String>>);
+    let mut names: Vec<Named> = Vec::new();
     for (i, r) in ps.spec.secret_store_refs.iter().enumerate() {
         if let Some(selector) = &r.label_selector {
-            let found: Vec<String> = match r.kind {
+            let found: Vec<(String, BTreeMap<String, String>)> = match r.kind {
                 CrdKind::SecretStore => {
                     let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &namespace);
                     api.list(&ListParams::default())
@@ -645,7 +702,7 @@ async fn stores<B: ModuleHost>(
                         .into_iter()
                         .filter(|s| s.meta().deletion_timestamp.is_none())
                         .filter(|s| selector_matches(selector, s.labels()))
-                        .map(|s| s.name_any())
+                        .map(|s| (s.name_any(), s.labels().clone()))
                         .collect()
                 }
                 CrdKind::ClusterSecretStore => {
@@ -656,7 +713,7 @@ async fn stores<B: ModuleHost>(
                         .into_iter()
                         .filter(|s| s.meta().deletion_timestamp.is_none())
                         .filter(|s| selector_matches(selector, s.labels()))
-                        .map(|s| s.name_any())
+                        .map(|s| (s.name_any(), s.labels().clone()))
                         .collect()
                 }
             };
@@ -666,9 +723,9 @@ async fn stores<B: ModuleHost>(
                     kind_name(backend_kind(r.kind))
                 )));
             }
-            names.extend(found.into_iter().map(|n| (r.kind, n)));
+            names.extend(found.into_iter().map(|(n, l)| (r.kind, n, Some(l))));
         } else if let Some(name) = r.name.as_deref().filter(|n| !n.is_empty()) {
-            names.push((r.kind, name.to_string()));
+            names.push((r.kind, name.to_string(), None));
         } else {
             return Err(Error::StoreNotFound(format!(
                 "spec.secretStoreRefs[{i}] names no store: set name or labelSelector"
@@ -676,7 +733,7 @@ async fn stores<B: ModuleHost>(
         }
     }
     let mut out = BTreeMap::new();
-    for (kind, name) in names {
+    for (kind, name, labels) in names {
         let reference = SecretStoreRef {
             name: name.clone(),
             kind: Some(kind),
@@ -704,7 +761,18 @@ async fn stores<B: ModuleHost>(
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
-        out.insert(store_key, store);
+        let labels = match labels {
+            Some(l) => l,
+            None => store_labels(ctx, ps, kind, &name).await?,
+        };
+        out.insert(
+            store_key,
+            Target {
+                store,
+                kind,
+                labels,
+            },
+        );
     }
     Ok(out)
 }

@@ -76,7 +76,7 @@ pub struct ClusterExternalSecretSpec {
     pub refresh_time: Option<GoDuration>,
 }
 
-/// Metadata copied onto each created ExternalSecret.
+/// Metadata copied onto each created ExternalSecret (or, in a ClusterPushSecret, PushSecret).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretMetadata {
@@ -88,14 +88,14 @@ pub struct ExternalSecretMetadata {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
-/// A namespace where the ExternalSecret could not be created or updated.
+/// A namespace where the ExternalSecret (or PushSecret) could not be created or updated.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterExternalSecretNamespaceFailure {
     /// The namespace.
     pub namespace: String,
-    /// Why it failed, for example that an ExternalSecret of that name exists and belongs to
-    /// someone else.
+    /// Why it failed, for example that an object of that name exists and belongs to someone
+    /// else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -87,6 +87,7 @@ pub(crate) fn typed_round_trip(object: &Value) -> Result<Value, String> {
         Some("ClusterSecretStore") => via::<ClusterSecretStore>(object),
         Some("ClusterExternalSecret") => via::<ClusterExternalSecret>(object),
         Some("PushSecret") => via::<PushSecret>(object),
+        Some("ClusterPushSecret") => via::<crate::crd::ClusterPushSecret>(object),
         Some("Provider") => via::<Provider>(object),
         other => Err(format!("unexpected kind {other:?}")),
     }

@@ -57,6 +57,28 @@ pub fn rewrite_key(
     Ok(key)
 }
 
+/// A generator's output under the keys `rewrite[]` gives them, each checked (ESO's order for
+/// `dataFrom[].sourceRef.generatorRef`: generate, rewrite, validate keys).
+pub fn generated_keys(
+    generated: std::collections::BTreeMap<String, Vec<u8>>,
+    rewrites: &[ExternalSecretRewrite],
+    what: &str,
+    engine: Engine,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    generated
+        .into_iter()
+        .map(|(key, value)| {
+            let key = if rewrites.is_empty() {
+                key
+            } else {
+                rewrite_key(&key, rewrites, what, engine)?
+            };
+            check_key(&key, what)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
 /// Refuses keys a Secret cannot hold.
 pub fn check_key(key: &str, what: &str) -> Result<(), Error> {
     let valid = key.len() <= 253

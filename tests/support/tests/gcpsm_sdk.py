@@ -206,6 +206,6 @@ via = federated(os.environ["GCPSM_SUBJECT_TOKEN"], impersonate=True)
 via.refresh(http)
 assert via.token and via.expiry is not None
 assert client(via).access_secret_version(name=v1.name).payload.data == b"first"
-fails_with(auth_exceptions.RefreshError, lambda: federated(os.environ["GCPSM_WRONG_SUBJECT_TOKEN"], False).refresh(http), "audience")
+fails_with(auth_exceptions.OAuthError, lambda: federated(os.environ["GCPSM_WRONG_SUBJECT_TOKEN"], False).refresh(http), "audience")
 
 print("contract ok")

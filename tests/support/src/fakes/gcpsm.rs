@@ -79,6 +79,9 @@ pub const GOOGLE_HOSTS: &[&str] = &[
 /// The scope every token must carry.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
+/// The IAM scope, enough to call IAM Credentials.
+pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
+
 /// One request the fake answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -770,10 +773,16 @@ fn token_exchange(state: &mut State, request: &Incoming) -> Result<Answer, Answe
             "Invalid subject_token_type",
         ));
     }
-    if !field("scope").split(' ').any(|s| s == CLOUD_PLATFORM) {
+    // STS hands out tokens for cloud-platform, or for IAM alone (what google-auth asks for
+    // before impersonating); the identity-binding exchange only for cloud-platform.
+    let federation = field("audience").starts_with("//iam.googleapis.com/");
+    let scope_ok = field("scope")
+        .split(' ')
+        .any(|s| s == CLOUD_PLATFORM || (federation && s == IAM_SCOPE));
+    if !scope_ok {
         return Err(oauth_failure(400, "invalid_scope", "Invalid scope"));
     }
-    if field("audience").starts_with("//iam.googleapis.com/") {
+    if federation {
         return federation_exchange(state, field("audience"), field("subject_token"));
     }
     // identitynamespace:<project>.svc.id.goog:https://container.googleapis.com/v1/projects/...

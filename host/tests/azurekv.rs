@@ -538,91 +538,52 @@ async fn a_host_outside_the_grant_is_refused_naming_the_host_to_grant() {
     );
 }
 
-/// The seed's Azure SecretStore and ExternalSecret, as written in
-/// tests/data/seed/docs-manifests.yaml.
-fn seed_azure_manifests() -> (Value, Value) {
-    use serde::Deserialize;
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(include_str!(
-        "../../tests/data/seed/docs-manifests.yaml"
-    ))
-    .map(|d| Value::deserialize(d).expect("YAML"))
-    .collect();
-    let named = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("the seed has no {kind} {name}"))
-    };
-    (
-        named("SecretStore", "azure-keyvault"),
-        named("ExternalSecret", "azure-secret"),
-    )
-}
-
 #[tokio::test]
 async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failures_keep_the_data() {
-    use airlock::controller::{self, Config};
-    use airlock::crd::{ExternalSecret, Provider, SecretStore};
-    use base64::Engine as _;
+    use airlock::crd::{ExternalSecret, SecretStore};
     use k8s_openapi::api::core::v1::Secret;
     use kube::Api;
 
     let fake = seeded();
     fake.add_managed_identity(Some("client-id-of-managed-identity"), None, Access::Full);
-    let cp = airlock_testenv::ControlPlane::shared();
-    let client = cp.client();
-    cluster::install_crds(&client).await;
-    let ns = cp.new_namespace("azurekv").await.expect("namespace");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-
-    let providers = tempfile::tempdir().unwrap();
-    std::fs::copy(
+    let operator = cluster::VendorOperator::start(
+        "azurekv",
         airlock_test_artifacts::AZUREKV,
-        providers.path().join("airlock_provider_azurekv.wasm"),
+        "airlock_provider_azurekv.wasm",
+        fake.ca_pem(),
+        vec![
+            (
+                vec![
+                    "my-keyvault.vault.azure.net".to_string(),
+                    "login.microsoftonline.com".to_string(),
+                ],
+                format!("127.0.0.1:{}", fake.https_port()),
+            ),
+            (
+                vec!["169.254.169.254".to_string()],
+                format!("127.0.0.1:{}", fake.imds_port()),
+            ),
+        ],
+        common::cache_dir(),
     )
-    .unwrap();
-    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
-    let config = Config {
-        providers_dir: providers.path().to_path_buf(),
-        namespace: Some(ns.clone()),
-        ..Config::default()
-    };
-    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
-    let provider_api: Api<Provider> = Api::all(client.clone());
-    let provider = |hosts: &[&str]| {
-        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
-               "metadata": {"name": "azurekv"},
-               "spec": {"module": {"path": "airlock_provider_azurekv.wasm"},
-                        "allowedOutboundHosts": hosts,
-                        "allowedCidrs": ["127.0.0.0/8"],
-                        "caBundle": base64::engine::general_purpose::STANDARD.encode(fake.ca_pem()),
-                        "hostAliases": [
-                            {"hostnames": ["my-keyvault.vault.azure.net", "login.microsoftonline.com"],
-                             "address": format!("127.0.0.1:{}", fake.https_port())},
-                            {"hostnames": ["169.254.169.254"],
-                             "address": format!("127.0.0.1:{}", fake.imds_port())}]}})
-    };
-    cluster::apply(&provider_api, provider(&REAL_HOSTS)).await;
-    cluster::eventually("the azurekv provider loaded", || async {
-        runtime.provider("azurekv").map(|_| ())
-    })
     .await;
+    let (client, ns) = (operator.client.clone(), operator.namespace.clone());
+    let secrets: Api<Secret> = operator.api();
+    operator.grant(&REAL_HOSTS).await;
 
     // The seed's manifests, unchanged.
-    let (store, external_secret) = seed_azure_manifests();
-    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
-    let external_secrets: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    let store = cluster::seed_object("SecretStore", "azure-keyvault");
+    let external_secret = cluster::seed_object("ExternalSecret", "azure-secret");
+    let stores: Api<SecretStore> = operator.api();
+    let external_secrets: Api<ExternalSecret> = operator.api();
     // They are v1beta1 objects: applied as such, read back at v1.
-    let beta = |kind: &str, plural: &str| {
-        let resource = kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("external-secrets.io", "v1beta1", kind),
-            plural,
-        );
-        Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &resource)
-    };
-    let beta_stores = beta("SecretStore", "secretstores");
+    let beta_stores = operator.beta("SecretStore", "secretstores");
     cluster::apply(&beta_stores, store.clone()).await;
-    cluster::apply(&beta("ExternalSecret", "externalsecrets"), external_secret).await;
+    cluster::apply(
+        &operator.beta("ExternalSecret", "externalsecrets"),
+        external_secret,
+    )
+    .await;
     cluster::ready_message(&stores, "azure-keyvault", "True", "").await;
     cluster::ready_message(&external_secrets, "azure-secret", "True", "").await;
     assert_eq!(
@@ -698,7 +659,7 @@ async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failure
     cluster::ready_message(&external_secrets, "azure-more", "True", "").await;
 
     // The vault no longer granted: the egress refusal names the host to grant.
-    cluster::apply(&provider_api, provider(&REAL_HOSTS[1..])).await;
+    operator.grant(&REAL_HOSTS[1..]).await;
     cluster::failure_event(
         &client,
         &ns,

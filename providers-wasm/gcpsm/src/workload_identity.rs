@@ -186,7 +186,7 @@ fn impersonate(federated: &str, email: &str, lifetime: Option<&str>) -> Result<G
         .ok_or_else(|| Error::other("gcpsm: generateAccessToken answered no accessToken"))?;
     let life_ms = answer["expireTime"]
         .as_str()
-        .and_then(rfc3339_secs)
+        .and_then(airlock_provider_sdk::time::parse_rfc3339)
         .map(|expires| expires.saturating_sub(crate::token::now_secs()) * 1000)
         .unwrap_or(300_000);
     Ok(Grant {
@@ -219,40 +219,9 @@ fn send(request: &Request, what: &str) -> Result<Response, Error> {
     http::send(request).map_err(|e| crate::explain_refusal(&request.url, e, what))
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time (`2026-01-01T00:00:00[.fff]Z`).
-pub fn rfc3339_secs(text: &str) -> Option<u64> {
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.strip_suffix('Z')?;
-    let time = time.split('.').next()?;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + min * 60 + s).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_times_become_epoch_seconds() {
-        assert_eq!(rfc3339_secs("2026-01-01T00:00:00Z"), Some(1_767_225_600));
-        assert_eq!(rfc3339_secs("1970-01-01T00:00:01.5Z"), Some(1));
-        assert_eq!(rfc3339_secs("2024-02-29T12:00:00Z"), Some(1_709_208_000));
-        assert_eq!(rfc3339_secs("yesterday"), None);
-    }
 
     #[test]
     fn named_cluster_facts_build_the_pool_and_provider_without_the_metadata_server() {

@@ -174,7 +174,16 @@ async fn a_service_principal_reads_secrets_properties_versions_and_tags_with_one
     };
     let tags: Value =
         serde_json::from_str(&get_ref(&runtime, &s, tags).await.unwrap().unwrap()).unwrap();
-    assert_eq!(tags, json!({"team": "payments", "env": "prod"}));
+    // The tags, and (as ESO) the time attributes as RFC 3339.
+    assert_eq!(tags["team"], "payments");
+    assert_eq!(tags["env"], "prod");
+    assert!(
+        tags["attribute.created"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "{tags}"
+    );
+    assert!(tags.get("attribute.expires").is_none(), "{tags}");
     let team = RemoteRef {
         metadata_policy: MetadataPolicy::Fetch,
         ..RemoteRef::key("api-config").property("team")
@@ -718,5 +727,56 @@ async fn a_client_certificate_signs_the_assertion_entra_id_verifies() {
     assert!(
         matches!(&e, ProviderError::AccessDenied(m) if m.contains("AADSTS700027")),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn push_metadata_sets_the_expiration_date_and_content_type_and_fetch_reads_them_back() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let push = |metadata: Value| PushRequest {
+        remote: PushRef {
+            remote_key: "expiring".into(),
+            property: None,
+        },
+        value: SecretValue::new(b"v1".to_vec()),
+        metadata: Some(metadata),
+    };
+    let meta = |spec: Value| {
+        json!({"apiVersion": "kubernetes.external-secrets.io/v1alpha1",
+               "kind": "PushSecretMetadata", "spec": spec})
+    };
+    runtime
+        .push_secret(
+            &s,
+            &push(meta(json!({"expirationDate": "2030-12-31T20:00:00Z",
+                              "contentType": "text/plain", "tags": {"team": "a"}}))),
+        )
+        .await
+        .expect("push");
+    assert_eq!(
+        fake.secret_attributes("expiring"),
+        Some((Some(1_924_977_600), Some("text/plain".to_string())))
+    );
+    let expires = RemoteRef {
+        metadata_policy: MetadataPolicy::Fetch,
+        ..RemoteRef::key("expiring").property("attribute.expires")
+    };
+    assert_eq!(
+        get_ref(&runtime, &s, expires).await.unwrap().as_deref(),
+        Some("2030-12-31T20:00:00Z")
+    );
+    // A date that is not RFC 3339, or a managed-by tag of one's own, is refused.
+    for bad in [
+        json!({"expirationDate": "31/12/2030"}),
+        json!({"tags": {"managed-by": "me"}}),
+    ] {
+        let e = provider_error(runtime.push_secret(&s, &push(meta(bad))).await.unwrap_err());
+        assert!(matches!(&e, ProviderError::InvalidRequest(_)), "{e}");
+    }
+    assert_eq!(
+        fake.secret_attributes("expiring").unwrap().0,
+        Some(1_924_977_600)
     );
 }

@@ -174,7 +174,16 @@ async fn a_service_principal_reads_secrets_properties_versions_and_tags_with_one
     };
     let tags: Value =
         serde_json::from_str(&get_ref(&runtime, &s, tags).await.unwrap().unwrap()).unwrap();
-    assert_eq!(tags, json!({"team": "payments", "env": "prod"}));
+    // The tags, and (as ESO) the time attributes as RFC 3339.
+    assert_eq!(tags["team"], "payments");
+    assert_eq!(tags["env"], "prod");
+    assert!(
+        tags["attribute.created"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "{tags}"
+    );
+    assert!(tags.get("attribute.expires").is_none(), "{tags}");
     let team = RemoteRef {
         metadata_policy: MetadataPolicy::Fetch,
         ..RemoteRef::key("api-config").property("team")
@@ -538,91 +547,52 @@ async fn a_host_outside_the_grant_is_refused_naming_the_host_to_grant() {
     );
 }
 
-/// The seed's Azure SecretStore and ExternalSecret, as written in
-/// tests/data/seed/docs-manifests.yaml.
-fn seed_azure_manifests() -> (Value, Value) {
-    use serde::Deserialize;
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(include_str!(
-        "../../tests/data/seed/docs-manifests.yaml"
-    ))
-    .map(|d| Value::deserialize(d).expect("YAML"))
-    .collect();
-    let named = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("the seed has no {kind} {name}"))
-    };
-    (
-        named("SecretStore", "azure-keyvault"),
-        named("ExternalSecret", "azure-secret"),
-    )
-}
-
 #[tokio::test]
 async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failures_keep_the_data() {
-    use airlock::controller::{self, Config};
-    use airlock::crd::{ExternalSecret, Provider, SecretStore};
-    use base64::Engine as _;
+    use airlock::crd::{ExternalSecret, SecretStore};
     use k8s_openapi::api::core::v1::Secret;
     use kube::Api;
 
     let fake = seeded();
     fake.add_managed_identity(Some("client-id-of-managed-identity"), None, Access::Full);
-    let cp = airlock_testenv::ControlPlane::shared();
-    let client = cp.client();
-    cluster::install_crds(&client).await;
-    let ns = cp.new_namespace("azurekv").await.expect("namespace");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-
-    let providers = tempfile::tempdir().unwrap();
-    std::fs::copy(
+    let operator = cluster::VendorOperator::start(
+        "azurekv",
         airlock_test_artifacts::AZUREKV,
-        providers.path().join("airlock_provider_azurekv.wasm"),
+        "airlock_provider_azurekv.wasm",
+        fake.ca_pem(),
+        vec![
+            (
+                vec![
+                    "my-keyvault.vault.azure.net".to_string(),
+                    "login.microsoftonline.com".to_string(),
+                ],
+                format!("127.0.0.1:{}", fake.https_port()),
+            ),
+            (
+                vec!["169.254.169.254".to_string()],
+                format!("127.0.0.1:{}", fake.imds_port()),
+            ),
+        ],
+        common::cache_dir(),
     )
-    .unwrap();
-    let runtime = cluster::kube_runtime(&client, Some(common::cache_dir()));
-    let config = Config {
-        providers_dir: providers.path().to_path_buf(),
-        namespace: Some(ns.clone()),
-        ..Config::default()
-    };
-    tokio::spawn(controller::run(client.clone(), runtime.clone(), config));
-    let provider_api: Api<Provider> = Api::all(client.clone());
-    let provider = |hosts: &[&str]| {
-        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
-               "metadata": {"name": "azurekv"},
-               "spec": {"module": {"path": "airlock_provider_azurekv.wasm"},
-                        "allowedOutboundHosts": hosts,
-                        "allowedCidrs": ["127.0.0.0/8"],
-                        "caBundle": base64::engine::general_purpose::STANDARD.encode(fake.ca_pem()),
-                        "hostAliases": [
-                            {"hostnames": ["my-keyvault.vault.azure.net", "login.microsoftonline.com"],
-                             "address": format!("127.0.0.1:{}", fake.https_port())},
-                            {"hostnames": ["169.254.169.254"],
-                             "address": format!("127.0.0.1:{}", fake.imds_port())}]}})
-    };
-    cluster::apply(&provider_api, provider(&REAL_HOSTS)).await;
-    cluster::eventually("the azurekv provider loaded", || async {
-        runtime.provider("azurekv").map(|_| ())
-    })
     .await;
+    let (client, ns) = (operator.client.clone(), operator.namespace.clone());
+    let secrets: Api<Secret> = operator.api();
+    operator.grant(&REAL_HOSTS).await;
 
     // The seed's manifests, unchanged.
-    let (store, external_secret) = seed_azure_manifests();
-    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
-    let external_secrets: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    let store = cluster::seed_object("SecretStore", "azure-keyvault");
+    let external_secret = cluster::seed_object("ExternalSecret", "azure-secret");
+    let stores: Api<SecretStore> = operator.api();
+    let external_secrets: Api<ExternalSecret> = operator.api();
     // They are v1beta1 objects: applied as such, read back at v1.
-    let beta = |kind: &str, plural: &str| {
-        let resource = kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("external-secrets.io", "v1beta1", kind),
-            plural,
-        );
-        Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &resource)
-    };
-    let beta_stores = beta("SecretStore", "secretstores");
+    let beta_stores = operator.beta("SecretStore", "secretstores");
     cluster::apply(&beta_stores, store.clone()).await;
-    cluster::apply(&beta("ExternalSecret", "externalsecrets"), external_secret).await;
+    cluster::apply(
+        &operator.beta("ExternalSecret", "externalsecrets"),
+        external_secret,
+    )
+    .await;
     cluster::ready_message(&stores, "azure-keyvault", "True", "").await;
     cluster::ready_message(&external_secrets, "azure-secret", "True", "").await;
     assert_eq!(
@@ -698,7 +668,7 @@ async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failure
     cluster::ready_message(&external_secrets, "azure-more", "True", "").await;
 
     // The vault no longer granted: the egress refusal names the host to grant.
-    cluster::apply(&provider_api, provider(&REAL_HOSTS[1..])).await;
+    operator.grant(&REAL_HOSTS[1..]).await;
     cluster::failure_event(
         &client,
         &ns,
@@ -757,5 +727,56 @@ async fn a_client_certificate_signs_the_assertion_entra_id_verifies() {
     assert!(
         matches!(&e, ProviderError::AccessDenied(m) if m.contains("AADSTS700027")),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn push_metadata_sets_the_expiration_date_and_content_type_and_fetch_reads_them_back() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let push = |metadata: Value| PushRequest {
+        remote: PushRef {
+            remote_key: "expiring".into(),
+            property: None,
+        },
+        value: SecretValue::new(b"v1".to_vec()),
+        metadata: Some(metadata),
+    };
+    let meta = |spec: Value| {
+        json!({"apiVersion": "kubernetes.external-secrets.io/v1alpha1",
+               "kind": "PushSecretMetadata", "spec": spec})
+    };
+    runtime
+        .push_secret(
+            &s,
+            &push(meta(json!({"expirationDate": "2030-12-31T20:00:00Z",
+                              "contentType": "text/plain", "tags": {"team": "a"}}))),
+        )
+        .await
+        .expect("push");
+    assert_eq!(
+        fake.secret_attributes("expiring"),
+        Some((Some(1_924_977_600), Some("text/plain".to_string())))
+    );
+    let expires = RemoteRef {
+        metadata_policy: MetadataPolicy::Fetch,
+        ..RemoteRef::key("expiring").property("attribute.expires")
+    };
+    assert_eq!(
+        get_ref(&runtime, &s, expires).await.unwrap().as_deref(),
+        Some("2030-12-31T20:00:00Z")
+    );
+    // A date that is not RFC 3339, or a managed-by tag of one's own, is refused.
+    for bad in [
+        json!({"expirationDate": "31/12/2030"}),
+        json!({"tags": {"managed-by": "me"}}),
+    ] {
+        let e = provider_error(runtime.push_secret(&s, &push(meta(bad))).await.unwrap_err());
+        assert!(matches!(&e, ProviderError::InvalidRequest(_)), "{e}");
+    }
+    assert_eq!(
+        fake.secret_attributes("expiring").unwrap().0,
+        Some(1_924_977_600)
     );
 }

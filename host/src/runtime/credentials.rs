@@ -292,6 +292,22 @@ struct AccountRef {
     /// object holding it, and ESO's default for where it sits. Empty means the API
     /// server's audience, which a guest gets only when the configuration names none.
     audiences: Vec<String>,
+    /// Also any GKE identity pool `<project>.svc.id.goog`: ESO's `workloadIdentity`
+    /// without `clusterProjectID` asks the metadata server for the project, which the host
+    /// cannot know in advance.
+    any_gke_pool: bool,
+}
+
+/// Whether `audience` is a GKE Workload Identity pool, `<project>.svc.id.goog`.
+fn is_gke_pool(audience: &str) -> bool {
+    audience
+        .strip_suffix(".svc.id.goog")
+        .is_some_and(|project| {
+            !project.is_empty()
+                && project
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+        })
 }
 
 /// ESO's fixed default audiences for a `serviceAccountRef` held under `field` (whose object
@@ -385,6 +401,15 @@ impl CredentialPolicy {
                             }
                         });
                     }
+                    // ESO's `GCPWorkloadIdentity` (GCP Secret Manager `auth.workloadIdentity`):
+                    // a token for the cluster's identity pool, before any `audiences`.
+                    let mut any_gke_pool = false;
+                    if field == Some("workloadIdentity") {
+                        match text("clusterProjectID") {
+                            Some(project) => audiences.push(format!("{project}.svc.id.goog")),
+                            None => any_gke_pool = true,
+                        }
+                    }
                     self.accounts.push(AccountRef {
                         name: name.to_string(),
                         namespace: account
@@ -392,6 +417,7 @@ impl CredentialPolicy {
                             .and_then(|v| v.as_str())
                             .map(str::to_string),
                         audiences,
+                        any_gke_pool,
                     });
                 }
                 for (k, v) in map {
@@ -496,9 +522,11 @@ impl CredentialPolicy {
         }
         let allowed = self.accounts_named(name, &ns).any(|a| {
             if audiences.is_empty() {
-                a.audiences.is_empty()
+                a.audiences.is_empty() && !a.any_gke_pool
             } else {
-                audiences.iter().all(|x| a.audiences.contains(x))
+                audiences
+                    .iter()
+                    .all(|x| a.audiences.contains(x) || (a.any_gke_pool && is_gke_pool(x)))
             }
         });
         if allowed {
@@ -849,5 +877,43 @@ mod tests {
         let aud = ["api://AzureADTokenExchange".to_string()];
         assert!(p.check_account_token("sa", None, &aud).is_ok());
         assert!(p.check_account_token("sa", None, &[]).is_err());
+    }
+
+    // GCP Secret Manager Workload Identity (issue 16).
+    #[test]
+    fn a_gke_workload_identity_store_may_ask_for_its_identity_pool_only() {
+        let aud = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let named = json!({"projectID": "secrets-project", "auth": {"workloadIdentity": {
+            "clusterProjectID": "cluster-project", "clusterLocation": "us-central1",
+            "clusterName": "c", "serviceAccountRef": {"name": "sa", "audiences": ["extra"]}}}});
+        let p = CredentialPolicy::from_config(&named, &store(StoreKind::SecretStore), false);
+        assert!(
+            p.check_account_token("sa", None, &aud(&["cluster-project.svc.id.goog", "extra"]))
+                .is_ok()
+        );
+        assert!(
+            p.check_account_token("sa", None, &aud(&["other-project.svc.id.goog"]))
+                .is_err()
+        );
+        assert!(p.check_account_token("sa", None, &[]).is_err());
+        // The seed's store names no clusterProjectID: any identity pool, nothing else.
+        let seed = json!({"projectID": "my-gcp-project", "auth": {"workloadIdentity": {
+            "clusterLocation": "us-central1", "clusterName": "my-cluster",
+            "serviceAccountRef": {"name": "external-secrets-sa"}}}});
+        let p = CredentialPolicy::from_config(&seed, &store(StoreKind::SecretStore), false);
+        let sa = "external-secrets-sa";
+        assert!(
+            p.check_account_token(sa, None, &aud(&["my-gcp-project.svc.id.goog"]))
+                .is_ok()
+        );
+        assert!(p.check_account_token(sa, None, &[]).is_err());
+        assert!(
+            p.check_account_token(sa, None, &aud(&["https://vault.example"]))
+                .is_err()
+        );
+        assert!(
+            p.check_account_token(sa, None, &aud(&["a/b.svc.id.goog"]))
+                .is_err()
+        );
     }
 }

@@ -277,3 +277,129 @@ pub async fn apply_provider(client: &Client, name: &str, file: &str, hosts: &[&s
     )
     .await;
 }
+
+/// The seed document's manifests (tests/data/seed/docs-manifests.yaml), as written.
+pub const SEED_MANIFESTS: &str = include_str!("../../../tests/data/seed/docs-manifests.yaml");
+
+/// The seed's object of `kind` named `name`, unchanged.
+pub fn seed_object(kind: &str, name: &str) -> Value {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(SEED_MANIFESTS)
+        .map(|d| Value::deserialize(d).expect("YAML"))
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("the seed has no {kind} {name}"))
+}
+
+/// An `external-secrets.io/v1beta1` API for `kind` in `namespace`, for applying the seed's
+/// manifests at the version they are written in.
+pub fn beta_api(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<kube::api::DynamicObject> {
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("external-secrets.io", "v1beta1", kind),
+        plural,
+    );
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// The operator running one bundled provider against the shared control plane, in a
+/// namespace of its own, as a vendor's real host names would reach a fake: the Provider's
+/// `hostAliases` pin the names to the fake and its `caBundle` trusts the fake's CA.
+pub struct VendorOperator {
+    /// The admin client.
+    pub client: Client,
+    /// The namespace the operator watches.
+    pub namespace: String,
+    /// The operator's runtime (to see when the Provider is loaded).
+    pub runtime: airlock::runtime::Runtime,
+    provider: String,
+    module_file: String,
+    ca_pem: String,
+    aliases: Vec<(Vec<String>, String)>,
+    _providers: tempfile::TempDir,
+}
+
+impl VendorOperator {
+    /// Starts the operator with `wasm` as the module `module_file` of Provider `provider`,
+    /// whose grant pins each `(host names, address)` of `aliases` and trusts `ca_pem`.
+    pub async fn start(
+        provider: &str,
+        wasm: &str,
+        module_file: &str,
+        ca_pem: &str,
+        aliases: Vec<(Vec<String>, String)>,
+        cache_dir: std::path::PathBuf,
+    ) -> VendorOperator {
+        let cp = airlock_testenv::ControlPlane::shared();
+        let client = cp.client();
+        install_crds(&client).await;
+        let namespace = cp.new_namespace(provider).await.expect("namespace");
+        let providers = tempfile::tempdir().unwrap();
+        std::fs::copy(wasm, providers.path().join(module_file)).unwrap();
+        let runtime = kube_runtime(&client, Some(cache_dir));
+        let config = airlock::controller::Config {
+            providers_dir: providers.path().to_path_buf(),
+            namespace: Some(namespace.clone()),
+            ..airlock::controller::Config::default()
+        };
+        tokio::spawn(airlock::controller::run(
+            client.clone(),
+            runtime.clone(),
+            config,
+        ));
+        VendorOperator {
+            client,
+            namespace,
+            runtime,
+            provider: provider.into(),
+            module_file: module_file.into(),
+            ca_pem: ca_pem.into(),
+            aliases,
+            _providers: providers,
+        }
+    }
+
+    /// Applies the Provider granting `hosts` (and 127.0.0.0/8, where the fake listens).
+    pub async fn grant(&self, hosts: &[&str]) {
+        use base64::Engine as _;
+        let aliases: Vec<Value> = self
+            .aliases
+            .iter()
+            .map(|(names, address)| json!({"hostnames": names, "address": address}))
+            .collect();
+        let api: Api<airlock::crd::Provider> = Api::all(self.client.clone());
+        apply(
+            &api,
+            json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+                   "metadata": {"name": self.provider},
+                   "spec": {"module": {"path": self.module_file},
+                            "allowedOutboundHosts": hosts,
+                            "allowedCidrs": ["127.0.0.0/8"],
+                            "caBundle": base64::engine::general_purpose::STANDARD.encode(&self.ca_pem),
+                            "hostAliases": aliases}}),
+        )
+        .await;
+        eventually(
+            &format!("the {} provider loaded", self.provider),
+            || async { self.runtime.provider(&self.provider).map(|_| ()) },
+        )
+        .await;
+    }
+
+    /// An API for `K` in the operator's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// A v1beta1 API (see [`beta_api`]) in the operator's namespace.
+    pub fn beta(&self, kind: &str, plural: &str) -> Api<kube::api::DynamicObject> {
+        beta_api(&self.client, &self.namespace, kind, plural)
+    }
+}

@@ -277,27 +277,8 @@ fn annotation(account: &AccountSelector, name: &str) -> Result<String, Error> {
         })
 }
 
-/// `application/x-www-form-urlencoded` of `fields`.
-pub fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Form bodies and URL components, encoded as every provider does.
+pub use airlock_provider_sdk::http::{encode, form};
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use airlock_provider_sdk::find::NameMatcher;
 use airlock_provider_sdk::http::{self, Request, Response};
 use airlock_provider_sdk::paging::for_each_page;
+use airlock_provider_sdk::time;
 use airlock_provider_sdk::{
     Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
 };
@@ -156,10 +157,7 @@ impl<'a> Vault<'a> {
             return Ok(None);
         };
         if reference.metadata_policy == MetadataPolicy::Fetch {
-            let tags = object
-                .get("tags")
-                .cloned()
-                .unwrap_or(Json::Object(Default::default()));
+            let tags = Json::Object(metadata_of(&object));
             return Ok(match &reference.property {
                 Some(p) => tags
                     .get(p)
@@ -304,24 +302,66 @@ impl<'a> Vault<'a> {
             Error::invalid_request("Key Vault secret values are text: the value is not UTF-8")
         })?;
         let mut tags = serde_json::Map::new();
+        let mut expires = None;
+        let mut content_type = None;
         if let Some(meta) = &request.metadata {
             let meta: Json = serde_json::from_str(meta)
                 .map_err(|e| Error::invalid_request(format!("push metadata: {e}")))?;
             for (k, v) in meta["spec"]["tags"].as_object().into_iter().flatten() {
+                if k == MANAGED_BY.0 {
+                    return Err(Error::invalid_request(format!(
+                        "error parsing tags in metadata: Cannot specify a '{}' tag",
+                        MANAGED_BY.0
+                    )));
+                }
                 tags.insert(
                     k.clone(),
                     Json::String(v.as_str().unwrap_or_default().into()),
                 );
             }
+            // ESO's `expirationDate`: RFC 3339, set as the secret's `exp` attribute.
+            if let Some(date) = meta["spec"]["expirationDate"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+            {
+                expires = Some(time::parse_rfc3339(date).ok_or_else(|| {
+                    Error::invalid_request(format!(
+                        "error parsing expiration date in metadata: {date:?}. Expected format: YYYY-MM-DDTHH:MM:SSZ (RFC3339). Example: 2024-12-31T20:00:00Z"
+                    ))
+                })?);
+            }
+            content_type = meta["spec"]["contentType"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string);
         }
         tags.insert(MANAGED_BY.0.into(), Json::String(MANAGED_BY.1.into()));
         let tags = Json::Object(tags);
-        if old.as_deref() == Some(value.as_bytes())
-            && existing.as_ref().is_some_and(|e| e["tags"] == tags)
-        {
+        // ESO's "unchanged": the value, the expiry, and the content type when one is asked.
+        let unchanged = existing.as_ref().is_some_and(|e| {
+            old.as_deref() == Some(value.as_bytes())
+                && e["tags"] == tags
+                && e["attributes"]["exp"].as_u64() == expires
+                && content_type
+                    .as_deref()
+                    .is_none_or(|c| e["contentType"].as_str() == Some(c))
+        });
+        if unchanged {
             return Ok(());
         }
-        let body = serde_json::json!({"value": value, "tags": tags});
+        let mut body = serde_json::json!({"value": value, "tags": tags,
+                                          "attributes": {"enabled": true}});
+        if let Some(exp) = expires {
+            body["attributes"]["exp"] = exp.into();
+        }
+        // Without a new one, the secret keeps its content type (as ESO).
+        if let Some(c) = content_type.or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|e| e["contentType"].as_str().map(str::to_string))
+        }) {
+            body["contentType"] = c.into();
+        }
         let path = format!("secrets/{name}");
         let response = self.send("PUT", &self.url(&path), Some(&body))?;
         if !response.is_success() {
@@ -409,6 +449,25 @@ fn body(what: &str, response: &Response) -> Result<Json, Error> {
             "azure key vault's answer to {what} is not JSON ({e})"
         ))
     })
+}
+
+/// ESO's metadata of an object (`metadataPolicy: Fetch`): its tags plus
+/// `attribute.expires`, `attribute.created`, `attribute.updated` and `attribute.notBefore`
+/// as RFC 3339 times, where set.
+fn metadata_of(object: &Json) -> serde_json::Map<String, Json> {
+    let mut out: serde_json::Map<String, Json> =
+        object["tags"].as_object().cloned().unwrap_or_default();
+    for (attribute, name) in [
+        ("exp", "attribute.expires"),
+        ("created", "attribute.created"),
+        ("updated", "attribute.updated"),
+        ("nbf", "attribute.notBefore"),
+    ] {
+        if let Some(secs) = object["attributes"][attribute].as_u64() {
+            out.insert(name.into(), Json::String(time::format_rfc3339(secs)));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,29 +14,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC, as Doppler writes `expires_at`) in epoch milliseconds.
-pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = clock.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let millis: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
-    let total = ((days * 24 + h) * 60 + min) * 60 + s;
-    u64::try_from(total * 1000 + millis).ok()
-}
+pub use airlock_provider_sdk::time::parse_rfc3339_ms;
 
 /// How long to cache a token expiring at `expires_ms`: until a tenth of its remaining life
 /// (at most a minute) before expiry, or a fallback when the expiry is unknown.

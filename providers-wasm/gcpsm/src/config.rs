@@ -15,6 +15,19 @@ pub struct Config {
     pub location: Option<String>,
     /// How to authenticate.
     pub auth: Auth,
+    /// What to read when `latest` is disabled or destroyed.
+    #[serde(default)]
+    pub secret_version_selection_policy: VersionPolicy,
+}
+
+/// `secretVersionSelectionPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum VersionPolicy {
+    /// Read `latest`, or fail when it is disabled or destroyed (ESO's default).
+    #[default]
+    LatestOrFail,
+    /// When `latest` is disabled or destroyed, read the newest enabled version.
+    LatestOrFetch,
 }
 
 /// `auth`.
@@ -24,12 +37,12 @@ pub struct Auth {
     /// A service-account key file in a Secret.
     #[serde(default)]
     pub secret_ref: Option<SecretRef>,
-    /// GKE Workload Identity (not supported yet).
+    /// GKE Workload Identity.
     #[serde(default)]
-    pub workload_identity: Option<serde_json::Value>,
-    /// Workload Identity Federation (not supported).
+    pub workload_identity: Option<WorkloadIdentity>,
+    /// Workload Identity Federation (with a Kubernetes ServiceAccount as the subject).
     #[serde(default)]
-    pub workload_identity_federation: Option<serde_json::Value>,
+    pub workload_identity_federation: Option<Federation>,
 }
 
 /// `auth.secretRef`.
@@ -38,6 +51,64 @@ pub struct Auth {
 pub struct SecretRef {
     /// The Secret key holding the service-account key JSON.
     pub secret_access_key_secret_ref: KeySelector,
+}
+
+/// `auth.workloadIdentity`: the ServiceAccount whose token is exchanged, and the cluster
+/// whose identity pool trusts it. Missing cluster facts come from the GKE metadata server,
+/// as in ESO.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// The Kubernetes ServiceAccount.
+    pub service_account_ref: AccountSelector,
+    /// The cluster's location (region or zone).
+    #[serde(default)]
+    pub cluster_location: Option<String>,
+    /// The cluster's name.
+    #[serde(default)]
+    pub cluster_name: Option<String>,
+    /// The project the cluster runs in (its identity pool is `<project>.svc.id.goog`).
+    #[serde(default, rename = "clusterProjectID")]
+    pub cluster_project_id: Option<String>,
+}
+
+/// `auth.workloadIdentityFederation`: a ServiceAccount token exchanged at Google's STS for
+/// the pool provider named by `audience`, optionally impersonating a service account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Federation {
+    /// The ServiceAccount whose token is the subject token.
+    #[serde(default)]
+    pub service_account_ref: Option<AccountSelector>,
+    /// An external-account credential file in a ConfigMap (not supported).
+    #[serde(default)]
+    pub cred_config: Option<serde_json::Value>,
+    /// AWS credentials as the subject (not supported).
+    #[serde(default)]
+    pub aws_security_credentials: Option<serde_json::Value>,
+    /// The STS audience: `//iam.googleapis.com/projects/<n>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Checked against a credConfig's token source (unused without credConfig).
+    #[serde(default)]
+    pub external_token_endpoint: Option<String>,
+    /// The Google service account to impersonate (wins over the ServiceAccount annotation).
+    #[serde(default)]
+    pub gcp_service_account_email: Option<String>,
+}
+
+/// ESO's `ServiceAccountSelector`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSelector {
+    /// ServiceAccount name.
+    pub name: String,
+    /// Namespace (ClusterSecretStore only).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Extra audiences of the token, after the identity pool.
+    #[serde(default)]
+    pub audiences: Vec<String>,
 }
 
 /// ESO's `SecretKeySelector`.
@@ -71,20 +142,72 @@ impl Config {
                 "spec.provider.gcpsm.location {location:?} is not a region name"
             )));
         }
-        if config.auth.workload_identity.is_some() {
-            return Err(Error::unsupported(
-                "spec.provider.gcpsm.auth.workloadIdentity is not supported yet; use auth.secretRef",
-            ));
+        if let Some(f) = &config.auth.workload_identity_federation {
+            let field = "spec.provider.gcpsm.auth.workloadIdentityFederation";
+            let sources = [
+                f.service_account_ref.is_some(),
+                f.cred_config.is_some(),
+                f.aws_security_credentials.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(Error::invalid_config(format!(
+                    "{field}: exactly one of credConfig, awsSecurityCredentials or serviceAccountRef must be provided"
+                )));
+            }
+            if f.service_account_ref.is_none() {
+                return Err(Error::unsupported(format!(
+                    "{field}: only serviceAccountRef is supported (not credConfig or awsSecurityCredentials)"
+                )));
+            }
+            match f.audience.as_deref() {
+                None | Some("") => {
+                    return Err(Error::invalid_config(format!(
+                        "{field}: audience must be provided, when serviceAccountRef or awsSecurityCredentials is provided"
+                    )));
+                }
+                Some(a) if a.contains(char::is_whitespace) => {
+                    return Err(Error::invalid_config(format!(
+                        "{field}.audience {a:?} is not a workload identity pool provider"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if let Some(email) = &f.gcp_service_account_email
+                && !email.ends_with(".iam.gserviceaccount.com")
+            {
+                return Err(Error::invalid_config(format!(
+                    "{field}.gcpServiceAccountEmail {email:?} is not a service-account email"
+                )));
+            }
         }
-        if config.auth.workload_identity_federation.is_some() {
-            return Err(Error::unsupported(
-                "spec.provider.gcpsm.auth.workloadIdentityFederation is not supported; use auth.secretRef",
-            ));
+        if let Some(wi) = &config.auth.workload_identity {
+            if wi.service_account_ref.name.is_empty() {
+                return Err(Error::invalid_config(
+                    "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef.name is empty",
+                ));
+            }
+            // These end up in the STS audience and in metadata-server paths.
+            for (field, value) in [
+                ("clusterLocation", &wi.cluster_location),
+                ("clusterName", &wi.cluster_name),
+                ("clusterProjectID", &wi.cluster_project_id),
+            ] {
+                if let Some(v) = value
+                    && !is_name(v)
+                {
+                    return Err(Error::invalid_config(format!(
+                        "spec.provider.gcpsm.auth.workloadIdentity.{field} {v:?} is not a Google Cloud name"
+                    )));
+                }
+            }
         }
-        if config.auth.secret_ref.is_none() {
+        if config.auth.secret_ref.is_none()
+            && config.auth.workload_identity.is_none()
+            && config.auth.workload_identity_federation.is_none()
+        {
             // ESO falls back to the pod's default credentials, which a sandboxed provider has none of.
             return Err(Error::invalid_config(
-                "spec.provider.gcpsm.auth needs secretRef.secretAccessKeySecretRef",
+                "spec.provider.gcpsm.auth needs secretRef.secretAccessKeySecretRef, workloadIdentity or workloadIdentityFederation",
             ));
         }
         Ok(config)
@@ -103,6 +226,15 @@ impl Config {
             ),
         }
     }
+}
+
+/// A project, location or cluster name: lowercase letters, digits, `-`, `.` and `:` (domain
+/// projects), nothing that could leave a URL path segment or an STS audience.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:_".contains(c))
 }
 
 #[cfg(test)]
@@ -137,6 +269,30 @@ mod tests {
         assert!(matches!(
             Config::parse(&format!(r#"{{"projectID":"p","location":"a.b/c",{KEY}}}"#)),
             Err(Error::InvalidConfig(m)) if m.contains("region")
+        ));
+    }
+
+    #[test]
+    fn the_seeds_workload_identity_store_parses_and_bad_cluster_names_are_refused() {
+        let seed = Config::parse(
+            r#"{"projectID":"my-gcp-project","auth":{"workloadIdentity":{
+                "clusterLocation":"us-central1","clusterName":"my-cluster",
+                "serviceAccountRef":{"name":"external-secrets-sa"}}}}"#,
+        )
+        .unwrap();
+        let wi = seed.auth.workload_identity.unwrap();
+        assert_eq!(wi.service_account_ref.name, "external-secrets-sa");
+        assert_eq!(wi.cluster_project_id, None);
+        assert_eq!(
+            seed.secret_version_selection_policy,
+            VersionPolicy::LatestOrFail
+        );
+        assert!(matches!(
+            Config::parse(
+                r#"{"projectID":"p","auth":{"workloadIdentity":{"clusterName":"a/b",
+                    "serviceAccountRef":{"name":"sa"}}}}"#
+            ),
+            Err(Error::InvalidConfig(m)) if m.contains("clusterName")
         ));
     }
 }

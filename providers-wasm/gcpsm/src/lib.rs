@@ -4,23 +4,31 @@
 //! version) on `secretmanager.googleapis.com`, or on `secretmanager.<location>.rep.googleapis.com`
 //! for a store with `location`. `dataFrom.find` lists the project's secrets (label criteria
 //! become Secret Manager's `filter`, pages follow `nextPageToken`) and reads the newest
-//! version of each match. Authenticates with a service-account key file from a Secret: an
-//! RS256-signed JWT is exchanged at the key's `token_uri` for an access token, which is kept
-//! in the host's per-store cache until shortly before it expires. Read-only.
+//! version of each match. `metadataPolicy: Fetch` reads the secret's labels and annotations.
+//! Authenticates with a service-account key file from a Secret (an RS256-signed JWT is
+//! exchanged at the key's `token_uri`) or with GKE Workload Identity
+//! ([`workload_identity`]); the access token is kept in the host's per-store cache until
+//! shortly before it expires. Pushes add a version to a secret carrying ESO's
+//! `managed-by: external-secrets` label (creating it so labelled), refuse secrets without
+//! that label, and delete only labelled secrets, as ESO does.
 
 pub mod config;
 pub mod token;
+pub mod workload_identity;
 
 use airlock_provider_sdk::find::NameMatcher;
 use airlock_provider_sdk::http::{self, Request, Response};
 use airlock_provider_sdk::{
-    Capabilities, Client, Error, Find, MetadataPolicy, Provider, ProviderMetadata, RemoteRef,
-    SecretEntry, StoreInfo, Validation, Value, json, paging,
+    Capabilities, Client, Error, Find, MetadataPolicy, Provider, ProviderMetadata, PushRef,
+    PushRequest, RemoteRef, SecretEntry, StoreInfo, Validation, Value, json, paging,
 };
 use base64::Engine as _;
 use serde_json::Value as Json;
 
-use crate::config::Config;
+use crate::config::{Config, VersionPolicy};
+
+/// ESO's label on the secrets it creates and the only ones it changes or deletes.
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "external-secrets");
 
 /// The Google Cloud Secret Manager provider.
 #[derive(Debug)]
@@ -41,7 +49,7 @@ impl Provider for Gcpsm {
     }
 
     fn capabilities() -> Capabilities {
-        Capabilities::ReadOnly
+        Capabilities::ReadWrite
     }
 
     fn config_schema() -> String {
@@ -75,12 +83,22 @@ impl Client for GcpsmClient {
             return Err(Error::invalid_request("remoteRef.key is empty"));
         }
         if reference.metadata_policy == MetadataPolicy::Fetch {
-            return Err(Error::unsupported(
-                "gcpsm: metadataPolicy Fetch is not supported",
-            ));
+            return self.metadata(reference);
         }
         let version = reference.version.as_deref().unwrap_or("latest");
-        let Some(value) = self.access(&reference.key, version)? else {
+        let read = match self.access(&reference.key, version) {
+            // ESO's LatestOrFetch: a disabled or destroyed `latest` falls back to the newest
+            // enabled version, for refs that name no version.
+            Err(Error::InvalidRequest(_))
+                if reference.version.is_none()
+                    && self.config.secret_version_selection_policy
+                        == VersionPolicy::LatestOrFetch =>
+            {
+                self.latest_enabled(&reference.key)
+            }
+            other => other,
+        };
+        let Some(value) = read? else {
             return Ok(None);
         };
         match &reference.property {
@@ -140,9 +158,316 @@ impl Client for GcpsmClient {
         }
         Ok(entries)
     }
+
+    fn push_secret(&self, request: &PushRequest) -> Result<(), Error> {
+        let key = push_key(&request.remote)?;
+        let metadata = PushMetadata::parse(request.metadata.as_deref())?;
+        if request.remote.property.is_some() && metadata.is_some() {
+            return Err(Error::invalid_request(
+                "cannot specify metadata and property at the same time",
+            ));
+        }
+        let existing = match self.secret(key)? {
+            Some(existing) => existing,
+            None => self.create(key)?,
+        };
+        // ESO refuses to write to a secret it did not create; so does Airlock, for a
+        // property push too (where ESO would adopt the secret).
+        if !is_managed(&existing) {
+            return Err(Error::access_denied(format!(
+                "secret {key:?} exists and is not managed by external-secrets (no label {}={}): refusing to change it",
+                MANAGED_BY.0, MANAGED_BY.1
+            )));
+        }
+        let labels = text_map(&existing["labels"]);
+        let annotations = text_map(&existing["annotations"]);
+        let (new_labels, new_annotations) = match &metadata {
+            _ if request.remote.property.is_some() => {
+                let mut l = labels.clone();
+                l.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+                (l, annotations.clone())
+            }
+            Some(m) => m.labels_and_annotations(&labels),
+            None => {
+                let l = serde_json::Map::from_iter([(MANAGED_BY.0.into(), MANAGED_BY.1.into())]);
+                (l, serde_json::Map::new())
+            }
+        };
+        if new_labels != labels || new_annotations != annotations {
+            let body = serde_json::json!({
+                "labels": new_labels,
+                "annotations": new_annotations,
+                "etag": existing["etag"],
+            });
+            let path = format!(
+                "/secrets/{}?updateMask=labels,annotations",
+                http::encode(key)
+            );
+            let response = self.call_with("PATCH", &path, Some(&body))?;
+            if !response.is_success() {
+                return Err(error(&format!("the update of {key}"), &response));
+            }
+        }
+        let current = match self.access(key, "latest") {
+            Ok(v) => v,
+            // A disabled or destroyed latest version is replaced by the new one.
+            Err(Error::InvalidRequest(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let data = match &request.remote.property {
+            Some(property) => {
+                if let Some(current) = &current
+                    && json::select(current, property)?.as_deref() == Some(&request.value[..])
+                {
+                    return Ok(());
+                }
+                json::set_property(current.as_deref(), property, &request.value)?
+            }
+            None => {
+                if current.as_deref() == Some(&request.value[..]) {
+                    return Ok(());
+                }
+                request.value.clone()
+            }
+        };
+        // As ESO, the payload without `dataCrc32c` (the checksum is optional).
+        let body = serde_json::json!({"payload": {
+            "data": base64::engine::general_purpose::STANDARD.encode(&data),
+        }});
+        let path = format!("/secrets/{}:addVersion", http::encode(key));
+        let response = self.call_with("POST", &path, Some(&body))?;
+        if !response.is_success() {
+            return Err(error(&format!("the new version of {key}"), &response));
+        }
+        Ok(())
+    }
+
+    fn delete_secret(&self, reference: &PushRef) -> Result<(), Error> {
+        let key = push_key(reference)?;
+        let Some(existing) = self.secret(key)? else {
+            return Ok(());
+        };
+        // As ESO: a secret it does not manage is left alone, and that is not an error.
+        if !is_managed(&existing) {
+            return Ok(());
+        }
+        let mut path = format!("/secrets/{}", http::encode(key));
+        if let Some(etag) = existing["etag"].as_str() {
+            path.push_str(&format!("?etag={}", http::encode(etag)));
+        }
+        let response = self.call("DELETE", &path)?;
+        if !response.is_success() && response.status != 404 {
+            return Err(error(&format!("the deletion of {key}"), &response));
+        }
+        Ok(())
+    }
+
+    fn secret_exists(&self, reference: &PushRef) -> Result<bool, Error> {
+        let key = push_key(reference)?;
+        Ok(self.latest_enabled(key)?.is_some())
+    }
+}
+
+/// The secret id of a push ref.
+fn push_key(reference: &PushRef) -> Result<&str, Error> {
+    let key = reference.remote_key.as_str();
+    if key.is_empty()
+        || key.len() > 255
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::invalid_request(format!(
+            "remoteKey {key:?} is not a Secret Manager secret id ([a-zA-Z0-9_-], at most 255)"
+        )));
+    }
+    Ok(key)
+}
+
+fn is_managed(secret: &Json) -> bool {
+    secret["labels"][MANAGED_BY.0].as_str() == Some(MANAGED_BY.1)
+}
+
+fn text_map(value: &Json) -> serde_json::Map<String, Json> {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.is_string())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// ESO's PushSecret `metadata` for gcpsm (`kind: PushSecretMetadata`, `spec.labels`,
+/// `spec.annotations`, `spec.mergePolicy`).
+#[derive(Debug)]
+struct PushMetadata {
+    labels: serde_json::Map<String, Json>,
+    annotations: serde_json::Map<String, Json>,
+    merge: bool,
+}
+
+impl PushMetadata {
+    fn parse(text: Option<&str>) -> Result<Option<PushMetadata>, Error> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let meta: Json = serde_json::from_str(text)
+            .map_err(|e| Error::invalid_request(format!("push metadata is not JSON: {e}")))?;
+        let spec = &meta["spec"];
+        for unsupported in [
+            "topics",
+            "cmekKeyName",
+            "replicationLocation",
+            "replicationLocations",
+        ] {
+            if !spec[unsupported].is_null() {
+                return Err(Error::unsupported(format!(
+                    "gcpsm push metadata spec.{unsupported} is not supported"
+                )));
+            }
+        }
+        let merge = match spec["mergePolicy"].as_str() {
+            None | Some("Replace") => false,
+            Some("Merge") => true,
+            Some(other) => {
+                return Err(Error::invalid_request(format!(
+                    "push metadata spec.mergePolicy {other:?} is not Replace or Merge"
+                )));
+            }
+        };
+        Ok(Some(PushMetadata {
+            labels: text_map(&spec["labels"]),
+            annotations: text_map(&spec["annotations"]),
+            merge,
+        }))
+    }
+
+    /// ESO's rule: the metadata's labels (merged over the existing ones with `Merge`), the
+    /// managed-by label always; its annotations replace the secret's.
+    fn labels_and_annotations(
+        &self,
+        existing: &serde_json::Map<String, Json>,
+    ) -> (serde_json::Map<String, Json>, serde_json::Map<String, Json>) {
+        let mut labels = self.labels.clone();
+        if self.merge {
+            labels.extend(existing.clone());
+        }
+        labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+        (labels, self.annotations.clone())
+    }
 }
 
 impl GcpsmClient {
+    /// The secret resource (labels, annotations, etag), `None` when it does not exist.
+    fn secret(&self, key: &str) -> Result<Option<Json>, Error> {
+        let response = self.call("GET", &format!("/secrets/{}", http::encode(key)))?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if !response.is_success() {
+            return Err(error(&format!("the secret {key}"), &response));
+        }
+        parse(&response, "the secret").map(Some)
+    }
+
+    /// Creates secret `key` with ESO's managed-by label (automatic replication globally;
+    /// regional secrets take none).
+    fn create(&self, key: &str) -> Result<Json, Error> {
+        let mut body = serde_json::json!({"labels": {MANAGED_BY.0: MANAGED_BY.1}});
+        if self.config.location.is_none() {
+            body["replication"] = serde_json::json!({"automatic": {}});
+        }
+        let path = format!("/secrets?secretId={}", http::encode(key));
+        let response = self.call_with("POST", &path, Some(&body))?;
+        if !response.is_success() {
+            return Err(error(&format!("the creation of {key}"), &response));
+        }
+        parse(&response, "the created secret")
+    }
+
+    /// `metadataPolicy: Fetch`: the secret's labels and annotations, as ESO returns them
+    /// (`{"annotations":…,"labels":…}`, or one map by `property` `labels`/`annotations`,
+    /// or one value by `labels.<k>`/`annotations.<k>`).
+    fn metadata(&self, reference: &RemoteRef) -> Result<Value, Error> {
+        let Some(secret) = self.secret(&reference.key)? else {
+            return Ok(None);
+        };
+        let labels = Json::Object(text_map(&secret["labels"]));
+        let annotations = Json::Object(text_map(&secret["annotations"]));
+        let text = |v: &Json| Ok(Some(v.to_string().into_bytes()));
+        match reference.property.as_deref() {
+            None | Some("") => text(&serde_json::json!({
+                "annotations": annotations, "labels": labels})),
+            Some("labels") => text(&labels),
+            Some("annotations") => text(&annotations),
+            Some(p) => {
+                let (map, name) = if let Some(k) = p.strip_prefix("labels.") {
+                    (&labels, k)
+                } else if let Some(k) = p.strip_prefix("annotations.") {
+                    (&annotations, k)
+                } else {
+                    return Err(Error::invalid_request(format!(
+                        "invalid property {p}: metadata property should start with either annotations or labels"
+                    )));
+                };
+                Ok(map[name].as_str().map(|v| v.as_bytes().to_vec()))
+            }
+        }
+    }
+
+    /// The payload of the newest enabled version (ESO's `getLatestEnabledVersion`): the
+    /// versions listed with `filter=state:ENABLED`, the newest by `createTime`; `latest`
+    /// when none is enabled, whose answer then says why.
+    fn latest_enabled(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let mut newest: Option<(String, String)> = None;
+        let mut missing = false;
+        paging::for_each_page(|token| {
+            let mut path = format!(
+                "/secrets/{}/versions?filter={}",
+                http::encode(key),
+                http::encode("state:ENABLED")
+            );
+            if let Some(token) = token {
+                path.push_str(&format!("&pageToken={}", http::encode(token)));
+            }
+            let response = self.call("GET", &path)?;
+            if response.status == 404 {
+                missing = true;
+                return Ok(None);
+            }
+            if !response.is_success() {
+                return Err(error(&format!("the versions of {key}"), &response));
+            }
+            let page: Json = parse(&response, "the versions list")?;
+            for v in page["versions"].as_array().into_iter().flatten() {
+                let (Some(name), Some(created)) = (v["name"].as_str(), v["createTime"].as_str())
+                else {
+                    continue;
+                };
+                // RFC 3339 UTC times of one format order as text.
+                if newest.as_ref().is_none_or(|(_, c)| created > c.as_str()) {
+                    newest = Some((name.to_string(), created.to_string()));
+                }
+            }
+            Ok(page["nextPageToken"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string))
+        })?;
+        if missing {
+            return Ok(None);
+        }
+        let version = newest
+            .as_ref()
+            .and_then(|(name, _)| name.rsplit('/').next())
+            .unwrap_or("latest")
+            .to_string();
+        self.access(key, &version)
+    }
+
     /// The payload of `version` of secret `key`, `None` when either does not exist.
     fn access(&self, key: &str, version: &str) -> Result<Option<Vec<u8>>, Error> {
         let path = format!(
@@ -167,11 +492,22 @@ impl GcpsmClient {
 
     /// Sends one authenticated request to `<base><path>`.
     fn call(&self, method: &str, path: &str) -> Result<Response, Error> {
+        self.call_with(method, path, None)
+    }
+
+    /// Sends one authenticated request to `<base><path>` with a JSON body.
+    fn call_with(&self, method: &str, path: &str, body: Option<&Json>) -> Result<Response, Error> {
         let token = token::access_token(&self.config)?;
-        let request = Request::new(method, format!("{}{path}", self.config.base()))
+        let mut request = Request::new(method, format!("{}{path}", self.config.base()))
             .header("Accept", "application/json")
             .header("Authorization", format!("Bearer {token}"));
-        let response = http::send(&request).map_err(|e| explain_refusal(&self.config.base(), e))?;
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = http::send(&request)
+            .map_err(|e| explain_refusal(&self.config.base(), e, "Secret Manager"))?;
         if matches!(response.status, 401) {
             // A revoked or expired token: fetch a fresh one on the next call.
             token::forget();
@@ -180,17 +516,14 @@ impl GcpsmClient {
     }
 }
 
-/// Adds to a host refusal which grant the admin must add.
-pub(crate) fn explain_refusal(url: &str, e: Error) -> Error {
+/// Adds to a host refusal which grant the admin must add to reach `what` at `url`.
+pub(crate) fn explain_refusal(url: &str, e: Error, what: &str) -> Error {
     match e {
         Error::Unavailable(m) if m.contains("denied the request") => {
-            let host = url
-                .split("://")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .unwrap_or(url);
+            let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+            let host = rest.split(['/', '?']).next().unwrap_or(rest);
             Error::Unavailable(format!(
-                "{m}; add https://{host} to spec.allowedOutboundHosts of the Provider \"gcpsm\""
+                "{m}; to reach {what}, add {scheme}://{host} to spec.allowedOutboundHosts of the Provider \"gcpsm\""
             ))
         }
         other => other,

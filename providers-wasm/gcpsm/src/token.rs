@@ -1,9 +1,11 @@
-//! Access tokens for a service-account key: the OAuth 2.0 JWT-bearer grant
-//! (<https://developers.google.com/identity/protocols/oauth2/service-account>).
+//! Access tokens: for a service-account key the OAuth 2.0 JWT-bearer grant
+//! (<https://developers.google.com/identity/protocols/oauth2/service-account>), for GKE
+//! Workload Identity the exchange in [`crate::workload_identity`]. Either is kept in the
+//! host's per-store cache until a minute before it expires.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use airlock_provider_sdk::http::{self, Request};
+use airlock_provider_sdk::http::{self, Request, Response};
 use airlock_provider_sdk::{Error, cache, credential_error, credentials};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +16,7 @@ use rsa::sha2::Sha256;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::config::{Config, SecretRef};
 
 /// Cache key of the access token (the host's cache is per store).
 const TOKEN_KEY: &str = "gcpsm-access-token";
@@ -36,16 +38,56 @@ struct KeyFile {
     token_uri: Option<String>,
 }
 
-/// The cached access token, or a new one from the store's key.
+/// An access token and how long it lives.
+pub struct Grant {
+    /// The Bearer token.
+    pub token: String,
+    /// Its remaining lifetime in milliseconds.
+    pub life_ms: u64,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("life_ms", &self.life_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cached access token, or a new one from the store's auth.
 pub fn access_token(config: &Config) -> Result<String, Error> {
     if let Some(token) = cache::get(TOKEN_KEY).and_then(|b| String::from_utf8(b).ok()) {
         return Ok(token);
     }
-    let Some(secret_ref) = &config.auth.secret_ref else {
+    // ESO's order: a key, then Workload Identity, then Federation.
+    let auth = &config.auth;
+    let grant = if let Some(secret_ref) = &auth.secret_ref {
+        key_grant(secret_ref)?
+    } else if let Some(wi) = &auth.workload_identity {
+        crate::workload_identity::grant(wi)?
+    } else if let Some(federation) = &auth.workload_identity_federation {
+        crate::workload_identity::federated_grant(federation)?
+    } else {
         return Err(Error::invalid_config(
-            "spec.provider.gcpsm.auth needs secretRef.secretAccessKeySecretRef",
+            "spec.provider.gcpsm.auth needs secretRef.secretAccessKeySecretRef, workloadIdentity or workloadIdentityFederation",
         ));
     };
+    if grant.life_ms > EARLY_MS {
+        cache::set(TOKEN_KEY, grant.token.as_bytes(), grant.life_ms - EARLY_MS);
+    }
+    Ok(grant.token)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A token from the key file in `secret_ref`.
+fn key_grant(secret_ref: &SecretRef) -> Result<Grant, Error> {
     let field = "auth.secretRef.secretAccessKeySecretRef";
     let selector = &secret_ref.secret_access_key_secret_ref;
     let bytes = credentials::secret_key(&credentials::KeySelector {
@@ -60,13 +102,9 @@ pub fn access_token(config: &Config) -> Result<String, Error> {
             "{field} is not a service-account key file (JSON with client_email and private_key)"
         ))
     })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
     let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
-    let assertion =
-        sign(&key, token_uri, now).map_err(|m| Error::invalid_config(format!("{field}: {m}")))?;
+    let assertion = sign(&key, token_uri, now_secs())
+        .map_err(|m| Error::invalid_config(format!("{field}: {m}")))?;
     let body = format!(
         "grant_type={}&assertion={}",
         http::encode("urn:ietf:params:oauth:grant-type:jwt-bearer"),
@@ -76,28 +114,31 @@ pub fn access_token(config: &Config) -> Result<String, Error> {
         .header("Accept", "application/json")
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(body);
-    let response = http::send(&request).map_err(|e| crate::explain_refusal(token_uri, e))?;
+    let what = "the token request";
+    let response = http::send(&request).map_err(|e| crate::explain_refusal(token_uri, e, what))?;
+    oauth_answer(&response, what)
+}
+
+/// The token of an OAuth 2.0 token answer (`access_token`, `expires_in`), or the error it
+/// stands for: a refused grant (400 `invalid_grant`, 401, 403) is access denied.
+pub fn oauth_answer(response: &Response, what: &str) -> Result<Grant, Error> {
     if !response.is_success() {
-        let text = response.describe("gcpsm", "the token request", &crate::message(&response));
-        // OAuth answers a refused grant (unknown key, bad signature) with 400 invalid_grant.
+        let text = response.describe("gcpsm", what, &crate::message(response));
         return Err(match response.status {
             400 | 401 | 403 => Error::access_denied(text),
             _ => response.status_error(text),
         });
     }
-    let answer = crate::parse(&response, "the token request")?;
-    let Some(token) = answer["access_token"].as_str() else {
-        return Err(Error::other(
-            "gcpsm: the token endpoint's answer has no access_token",
-        ));
+    let answer = crate::parse(response, what)?;
+    let Some(token) = answer["access_token"].as_str().filter(|t| !t.is_empty()) else {
+        return Err(Error::other(format!(
+            "gcpsm: the answer to {what} has no access_token"
+        )));
     };
-    let life_ms = answer["expires_in"].as_u64().unwrap_or(300) * 1000;
-    cache::set(
-        TOKEN_KEY,
-        token.as_bytes(),
-        life_ms.saturating_sub(EARLY_MS).max(1000),
-    );
-    Ok(token.to_string())
+    Ok(Grant {
+        token: token.to_string(),
+        life_ms: answer["expires_in"].as_u64().unwrap_or(300) * 1000,
+    })
 }
 
 /// Drops the cached token.

@@ -406,6 +406,16 @@ pub fn encode(component: &str) -> String {
     out
 }
 
+/// An `application/x-www-form-urlencoded` body of `fields`, each name and value encoded
+/// by [`encode`].
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

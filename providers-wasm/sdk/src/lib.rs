@@ -25,6 +25,7 @@ pub mod find;
 pub mod http;
 pub mod json;
 pub mod paging;
+pub mod time;
 
 pub use bindings::airlock::provider::types::{
     Error, Find, MetadataPolicy, ProviderMetadata, PushRef, PushRequest, RateLimit, RemoteRef,

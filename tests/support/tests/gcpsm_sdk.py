@@ -129,4 +129,83 @@ assert [s.name for s in sm.list_secrets(request={"parent": regional_parent})] ==
 sm.delete_secret(name=f"{parent}/secrets/contract-api")
 fails_with(exceptions.NotFound, lambda: sm.get_secret(name=f"{parent}/secrets/contract-api"))
 
+# 6. Writes as ESO's push makes them: labels and annotations patched with the etag just
+#    read (a stale one refused), versions listed by state, delete guarded by the etag.
+pushed = sm.create_secret(
+    parent=parent,
+    secret_id="contract-push",
+    secret={"replication": {"automatic": {}}, "labels": {"managed-by": "external-secrets"}},
+)
+sm.add_secret_version(parent=pushed.name, payload={"data": b"one"})
+current = sm.get_secret(name=pushed.name)
+assert current.etag, current
+updated = sm.update_secret(
+    secret={
+        "name": pushed.name,
+        "etag": current.etag,
+        "labels": {"managed-by": "external-secrets", "team": "a"},
+        "annotations": {"owner": "me"},
+    },
+    update_mask={"paths": ["labels", "annotations"]},
+)
+assert dict(updated.labels) == {"managed-by": "external-secrets", "team": "a"}, updated.labels
+assert dict(updated.annotations) == {"owner": "me"}, updated.annotations
+assert updated.etag != current.etag, (updated.etag, current.etag)
+fails_with(
+    exceptions.BadRequest,
+    lambda: sm.update_secret(
+        secret={"name": pushed.name, "etag": current.etag, "labels": {}},
+        update_mask={"paths": ["labels"]},
+    ),
+    "etag",
+)
+disabled = f"{parent}/secrets/disabled"
+enabled = [v.name for v in sm.list_secret_versions(request={"parent": disabled, "filter": "state:ENABLED"})]
+assert enabled == [], enabled
+off = [v.name for v in sm.list_secret_versions(request={"parent": disabled, "filter": "state:DISABLED"})]
+assert off == [f"{disabled}/versions/1"], off
+fails_with(exceptions.BadRequest, lambda: sm.delete_secret(request={"name": pushed.name, "etag": current.etag}), "etag")
+sm.delete_secret(request={"name": pushed.name, "etag": updated.etag})
+fails_with(exceptions.NotFound, lambda: sm.get_secret(name=pushed.name))
+
+# 7. The GKE metadata server as google-auth reads it (GCE_METADATA_HOST names the fake's
+#    plain-HTTP port): project and cluster attributes, the Metadata-Flavor header both ways.
+from google.auth.compute_engine import _metadata  # noqa: E402
+
+http = google.auth.transport.requests.Request()
+assert _metadata.ping(http), "the metadata server answers with Metadata-Flavor: Google"
+assert _metadata.get_project_id(http) == os.environ["GCPSM_CLUSTER_PROJECT"]
+assert _metadata.get(http, "instance/attributes/cluster-name") == "my-cluster"
+assert _metadata.get(http, "instance/attributes/cluster-location") == "us-central1"
+fails_with(auth_exceptions.TransportError, lambda: _metadata.get(http, "instance/attributes/nothing"))
+
+# 8. Workload Identity Federation as google-auth does it (an `external_account` file whose
+#    subject token is a file): STS at the fake's /v1/token for the pool provider, then
+#    generateAccessToken for the service account to impersonate; a token for another
+#    audience refused by STS.
+from google.auth import identity_pool  # noqa: E402
+
+def federated(subject_file, impersonate):
+    info = {
+        "type": "external_account",
+        "audience": os.environ["GCPSM_POOL_PROVIDER"],
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": f"{URL}/v1/token",
+        "credential_source": {"file": subject_file},
+    }
+    if impersonate:
+        info["service_account_impersonation_url"] = (
+            f"{URL}/v1/projects/-/serviceAccounts/{os.environ['GCPSM_IMPERSONATED']}:generateAccessToken"
+        )
+    return identity_pool.Credentials.from_info(info, scopes=[SCOPE])
+
+direct = federated(os.environ["GCPSM_SUBJECT_TOKEN"], impersonate=False)
+direct.refresh(http)
+assert direct.token and direct.token.startswith("ya29."), direct.token
+via = federated(os.environ["GCPSM_SUBJECT_TOKEN"], impersonate=True)
+via.refresh(http)
+assert via.token and via.expiry is not None
+assert client(via).access_secret_version(name=v1.name).payload.data == b"first"
+fails_with(auth_exceptions.OAuthError, lambda: federated(os.environ["GCPSM_WRONG_SUBJECT_TOKEN"], False).refresh(http), "audience")
+
 print("contract ok")

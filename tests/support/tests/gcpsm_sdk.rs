@@ -4,7 +4,9 @@
 //! create, addVersion, access (`latest` and numbered), get, list with paging and a label
 //! filter, versions, regional secrets, delete; self-signed JWTs and the OAuth 2.0 JWT-bearer
 //! token flow; not found, already exists, permission denied, a disabled version and unknown
-//! keys and tokens.
+//! keys and tokens; the etag-guarded update and delete and the version state filter that
+//! pushes use; the GKE metadata server as google-auth reads it; and Workload Identity
+//! Federation (STS and generateAccessToken) as google-auth's `identity_pool` drives it.
 
 use airlock_testenv::fakes::gcpsm::FakeGcpsm;
 use serde_json::json;
@@ -26,6 +28,27 @@ pub fn key_json(private_key_pem: &str, token_uri: &str) -> String {
     .to_string()
 }
 
+/// A Kubernetes ServiceAccount token's claims for `team-a/federated` and `audience`,
+/// unsigned (the fake reads claims only, as the API server would have signed it).
+fn unsigned_jwt(audience: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!(
+        "{}.{}.c2ln",
+        b64(json!({"alg": "RS256"})),
+        b64(
+            json!({"aud": [audience], "sub": "system:serviceaccount:team-a:federated",
+                   "iat": now, "exp": now + 3600})
+        )
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_secret_manager_client_gets_the_documented_answers_from_the_fake() {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/gcpsm");
@@ -37,6 +60,13 @@ async fn the_official_secret_manager_client_gets_the_documented_answers_from_the
     fake.create_secret("projects/my-gcp-project/secrets/disabled", &[]);
     fake.add_version("projects/my-gcp-project/secrets/disabled", b"old");
     fake.set_version_state("projects/my-gcp-project/secrets/disabled", 1, "DISABLED");
+    fake.set_cluster("cluster-project", "us-central1", "my-cluster");
+    let provider = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/k8s/providers/cluster";
+    fake.add_pool_provider(provider, "https://kubernetes.federation.example");
+    let principal = "principal://iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/k8s/subject/system:serviceaccount:team-a:federated";
+    let impersonated = "impersonated@my-gcp-project.iam.gserviceaccount.com";
+    fake.allow_impersonation(principal, impersonated);
+    fake.grant(impersonated, "my-gcp-project");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let token_uri = format!("{}/token", fake.url());
@@ -48,6 +78,11 @@ async fn the_official_secret_manager_client_gets_the_documented_answers_from_the
     let good = write("key.json", &key_json(&read("sa-key.pem"), &token_uri));
     let bad = write("bad.json", &key_json(&read("other-key.pem"), &token_uri));
     let ca = write("ca.pem", fake.ca_pem());
+    let subject = write(
+        "subject.jwt",
+        &unsigned_jwt("https://kubernetes.federation.example"),
+    );
+    let wrong_subject = write("wrong.jwt", &unsigned_jwt("https://elsewhere.example"));
 
     let python = airlock_testenv::tools::python_tool("python");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gcpsm_sdk.py");
@@ -59,6 +94,19 @@ async fn the_official_secret_manager_client_gets_the_documented_answers_from_the
         .env("GCPSM_KEY", &good)
         .env("GCPSM_BAD_KEY", &bad)
         .env("REQUESTS_CA_BUNDLE", &ca)
+        .env(
+            "GCE_METADATA_HOST",
+            format!("127.0.0.1:{}", fake.metadata_port()),
+        )
+        .env(
+            "GCE_METADATA_IP",
+            format!("127.0.0.1:{}", fake.metadata_port()),
+        )
+        .env("GCPSM_CLUSTER_PROJECT", "cluster-project")
+        .env("GCPSM_POOL_PROVIDER", provider)
+        .env("GCPSM_IMPERSONATED", impersonated)
+        .env("GCPSM_SUBJECT_TOKEN", &subject)
+        .env("GCPSM_WRONG_SUBJECT_TOKEN", &wrong_subject)
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .output()
         .await
@@ -72,8 +120,9 @@ async fn the_official_secret_manager_client_gets_the_documented_answers_from_the
     // The SDK really talked to the fake: the token endpoint, paged lists and the refusals.
     let requests = fake.requests();
     assert_eq!(
-        fake.requests_ending("POST", "/token")
+        requests
             .iter()
+            .filter(|r| r.method == "POST" && r.path == "/token")
             .map(|r| r.status)
             .collect::<Vec<_>>(),
         vec![200, 400]
@@ -87,4 +136,28 @@ async fn the_official_secret_manager_client_gets_the_documented_answers_from_the
     );
     assert!(requests.iter().any(|r| r.status == 403));
     assert!(requests.iter().filter(|r| r.status == 401).count() >= 2);
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "PATCH" && r.status == 400),
+        "the stale etag reached the fake"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path == "/computeMetadata/v1/project/project-id" && r.status == 200)
+    );
+    assert_eq!(
+        fake.requests_ending("POST", "/v1/token")
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        vec![200, 200, 400],
+        "STS: direct, before impersonation, the wrong audience"
+    );
+    assert!(
+        fake.requests_ending("POST", ":generateAccessToken")
+            .iter()
+            .any(|r| r.status == 200)
+    );
 }

@@ -88,6 +88,8 @@ struct Version {
     content_type: Option<String>,
     enabled: bool,
     created: u64,
+    /// The `exp` attribute (seconds since the epoch), when set.
+    expires: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -326,6 +328,15 @@ impl FakeAzure {
             .map(|v| (v.value.clone(), v.tags.clone()))
     }
 
+    /// The `exp` attribute of the current version of secret `name`, and its content type.
+    pub fn secret_attributes(&self, name: &str) -> Option<(Option<u64>, Option<String>)> {
+        self.lock()
+            .secrets
+            .get(name)
+            .and_then(|v| v.last())
+            .map(|v| (v.expires, v.content_type.clone()))
+    }
+
     /// Whether secret `name` is soft-deleted.
     pub fn is_deleted(&self, name: &str) -> bool {
         self.lock().deleted.contains_key(name)
@@ -437,6 +448,7 @@ fn set_version(
             content_type,
             enabled: true,
             created: now(),
+            expires: None,
         });
     id
 }
@@ -911,8 +923,12 @@ fn imds(state: &mut State, request: &Request) -> Answer {
 }
 
 fn attributes(v: &Version) -> Value {
-    json!({"enabled": v.enabled, "created": v.created, "updated": v.created,
-           "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90})
+    let mut out = json!({"enabled": v.enabled, "created": v.created, "updated": v.created,
+                         "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90});
+    if let Some(exp) = v.expires {
+        out["exp"] = json!(exp);
+    }
+    out
 }
 
 fn bundle(base: &str, name: &str, v: &Version) -> Value {
@@ -1055,6 +1071,9 @@ fn vault(state: &mut State, request: &Request, base: &str, segments: &[&str]) ->
                 .unwrap_or_default();
             let content_type = body["contentType"].as_str().map(str::to_string);
             set_version(state, name, value, tags, content_type);
+            let expires = body["attributes"]["exp"].as_u64();
+            let versions = state.secrets.get_mut(*name).expect("just set");
+            versions.last_mut().expect("just set").expires = expires;
             let v = state.secrets[*name].last().expect("just set");
             answer(200, bundle(&base, name, v))
         }

@@ -34,10 +34,22 @@
 //!   `identitynamespace:<project>.svc.id.goog:<cluster URL>`; the subject token's `aud` must
 //!   name the pool and its `sub` a Kubernetes ServiceAccount bound with [`FakeGcpsm::trust_workload`].
 //!   The token's signature is not checked (the tests' API server signs it).
+//! - Workload Identity Federation at STS `POST /v1/token` (form body) with `audience`
+//!   `//iam.googleapis.com/projects/<n>/locations/global/workloadIdentityPools/<pool>/providers/<p>`
+//!   registered by [`FakeGcpsm::add_pool_provider`] with the audience its subject tokens must
+//!   carry; the principal is `principal://iam.googleapis.com/projects/<n>/locations/global/workloadIdentityPools/<pool>/subject/<sub>`.
 //! - IAM Credentials `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`
 //!   (<https://cloud.google.com/iam/docs/reference/credentials/rest/v1/projects.serviceAccounts/generateAccessToken>)
 //!   with a federated token whose principal holds `roles/iam.workloadIdentityUser` on the
 //!   account ([`FakeGcpsm::allow_impersonation`]).
+//!
+//! - The GKE metadata server (<https://cloud.google.com/compute/docs/metadata/querying-metadata>),
+//!   plain HTTP on its own port ([`FakeGcpsm::metadata_port`]): `GET /computeMetadata/v1/`
+//!   `project/project-id` and `instance/attributes/cluster-{name,location}` as text, only with
+//!   `Metadata-Flavor: Google` (403 otherwise), set by [`FakeGcpsm::set_cluster`].
+//! - ETags (<https://cloud.google.com/secret-manager/docs/etags>): a secret's `etag` changes on
+//!   create and patch (not on addVersion); `delete?etag=` and a patch body's `etag` that do
+//!   not match fail with 400 `FAILED_PRECONDITION`. Version lists take `filter=state:ENABLED`.
 //!
 //! Every request is recorded (method, path, status) so tests can count what crossed the wire.
 //! Secret values never appear in the record.
@@ -67,6 +79,9 @@ pub const GOOGLE_HOSTS: &[&str] = &[
 /// The scope every token must carry.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
+/// The IAM scope, enough to call IAM Credentials.
+pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
+
 /// One request the fake answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -92,6 +107,8 @@ struct Secret {
     annotations: BTreeMap<String, String>,
     versions: Vec<Version>,
     created: u64,
+    /// Bumped on every change of the secret itself (create, patch).
+    etag: u64,
 }
 
 #[derive(Debug, Default)]
@@ -106,17 +123,23 @@ struct State {
     grants: BTreeMap<String, Vec<String>>,
     /// Kubernetes `system:serviceaccount:ns:name` subjects trusted by the identity pool.
     workloads: Vec<String>,
+    /// Workload Identity Federation pool providers (`//iam.googleapis.com/...`) → the
+    /// audience their subject tokens must carry.
+    pool_providers: BTreeMap<String, String>,
     /// (federated principal, service account) impersonation bindings.
     impersonation: Vec<(String, String)>,
     requests: Vec<Recorded>,
     issued: u64,
     page_size: usize,
+    /// The metadata server's project id, cluster location and cluster name.
+    cluster: Option<(String, String, String)>,
 }
 
 /// A running fake on `127.0.0.1`.
 #[derive(Debug, Clone)]
 pub struct FakeGcpsm {
     port: u16,
+    metadata_port: u16,
     ca_pem: String,
     state: Arc<Mutex<State>>,
 }
@@ -132,6 +155,14 @@ impl FakeGcpsm {
             page_size: 100,
             ..State::default()
         }));
+        let metadata = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metadata_port = metadata.local_addr().expect("addr").port();
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = metadata.accept().await {
+                tokio::spawn(serve_connection(sock, shared.clone(), Listener::Metadata));
+            }
+        });
         let shared = state.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -139,13 +170,14 @@ impl FakeGcpsm {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(sock).await {
-                        serve_connection(tls, shared).await;
+                        serve_connection(tls, shared, Listener::Google).await;
                     }
                 });
             }
         });
         FakeGcpsm {
             port,
+            metadata_port,
             ca_pem,
             state,
         }
@@ -159,6 +191,16 @@ impl FakeGcpsm {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the plain-HTTP GKE metadata server.
+    pub fn metadata_port(&self) -> u16 {
+        self.metadata_port
+    }
+
+    /// What the metadata server answers for the project and the cluster.
+    pub fn set_cluster(&self, project: &str, location: &str, name: &str) {
+        self.state.lock().unwrap().cluster = Some((project.into(), location.into(), name.into()));
     }
 
     /// The CA certificate (PEM) that signed the fake's serving certificate.
@@ -210,6 +252,16 @@ impl FakeGcpsm {
             .push(format!("system:serviceaccount:{namespace}:{name}"));
     }
 
+    /// Registers a Workload Identity Federation pool provider (`//iam.googleapis.com/projects/…/providers/…`)
+    /// whose subject tokens must carry `token_audience`.
+    pub fn add_pool_provider(&self, provider: &str, token_audience: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .pool_providers
+            .insert(provider.into(), token_audience.into());
+    }
+
     /// Lets the federated principal `serviceAccount:<pool>[ns/name]` impersonate `email`.
     pub fn allow_impersonation(&self, federated: &str, email: &str) {
         self.state
@@ -232,6 +284,7 @@ impl FakeGcpsm {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 created,
+                etag: created,
                 ..Secret::default()
             },
         );
@@ -367,13 +420,24 @@ impl Incoming {
 
 struct Answer {
     status: u16,
+    content_type: &'static str,
     body: Vec<u8>,
 }
 
 fn reply(status: u16, body: Value) -> Answer {
     Answer {
         status,
+        content_type: "application/json; charset=UTF-8",
         body: body.to_string().into_bytes(),
+    }
+}
+
+/// A plain-text answer, as the metadata server gives (with its `Metadata-Flavor` header).
+fn text_reply(status: u16, body: &str) -> Answer {
+    Answer {
+        status,
+        content_type: "application/text\r\nMetadata-Flavor: Google",
+        body: body.as_bytes().to_vec(),
     }
 }
 
@@ -392,9 +456,19 @@ fn oauth_failure(code: u16, error: &str, description: &str) -> Answer {
     )
 }
 
+/// Which of the fake's two listeners a connection came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// HTTPS: Secret Manager, OAuth, STS, IAM Credentials.
+    Google,
+    /// Plain HTTP: the metadata server only.
+    Metadata,
+}
+
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut sock: S,
     state: Arc<Mutex<State>>,
+    listener: Listener,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -403,7 +477,16 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let answer = {
             let mut state = state.lock().unwrap();
-            let answer = route(&mut state, &request).unwrap_or_else(|a| a);
+            let answer = match listener {
+                Listener::Google => route(&mut state, &request),
+                Listener::Metadata => match request.path.strip_prefix("/computeMetadata/v1/") {
+                    Some(item) => metadata_server(&state, &request, item),
+                    // The root, which clients ping to detect the server.
+                    None if request.path == "/" => Ok(text_reply(200, "computeMetadata/\n")),
+                    None => Err(text_reply(404, "Not Found")),
+                },
+            }
+            .unwrap_or_else(|a| a);
             state.requests.push(Recorded {
                 method: request.method.clone(),
                 path: request.path.clone(),
@@ -413,8 +496,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             answer
         };
         let head = format!(
-            "HTTP/1.1 {} X\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
             answer.status,
+            answer.content_type,
             answer.body.len()
         );
         if sock.write_all(head.as_bytes()).await.is_err()
@@ -616,6 +700,21 @@ fn route(state: &mut State, request: &Incoming) -> Result<Answer, Answer> {
     secret_manager(state, request, resource)
 }
 
+fn metadata_server(state: &State, request: &Incoming, item: &str) -> Result<Answer, Answer> {
+    if request.header("metadata-flavor") != Some("Google") {
+        return Err(text_reply(403, "Missing required header: Metadata-Flavor"));
+    }
+    let Some((project, location, name)) = &state.cluster else {
+        return Err(text_reply(404, "Not Found"));
+    };
+    match (request.method.as_str(), item) {
+        ("GET", "project/project-id") => Ok(text_reply(200, project)),
+        ("GET", "instance/attributes/cluster-location") => Ok(text_reply(200, location)),
+        ("GET", "instance/attributes/cluster-name") => Ok(text_reply(200, name)),
+        _ => Err(text_reply(404, "Not Found")),
+    }
+}
+
 fn oauth_token(state: &mut State, request: &Incoming) -> Result<Answer, Answer> {
     let fields = request.fields();
     if fields.get("grant_type").map(String::as_str)
@@ -674,8 +773,17 @@ fn token_exchange(state: &mut State, request: &Incoming) -> Result<Answer, Answe
             "Invalid subject_token_type",
         ));
     }
-    if !field("scope").split(' ').any(|s| s == CLOUD_PLATFORM) {
+    // STS hands out tokens for cloud-platform, or for IAM alone (what google-auth asks for
+    // before impersonating); the identity-binding exchange only for cloud-platform.
+    let federation = field("audience").starts_with("//iam.googleapis.com/");
+    let scope_ok = field("scope")
+        .split(' ')
+        .any(|s| s == CLOUD_PLATFORM || (federation && s == IAM_SCOPE));
+    if !scope_ok {
         return Err(oauth_failure(400, "invalid_scope", "Invalid scope"));
+    }
+    if federation {
+        return federation_exchange(state, field("audience"), field("subject_token"));
     }
     // identitynamespace:<project>.svc.id.goog:https://container.googleapis.com/v1/projects/...
     let Some(rest) = field("audience").strip_prefix("identitynamespace:") else {
@@ -684,8 +792,11 @@ fn token_exchange(state: &mut State, request: &Incoming) -> Result<Answer, Answe
     let Some((pool, provider)) = rest.split_once(':') else {
         return Err(oauth_failure(400, "invalid_target", "Invalid audience"));
     };
-    if !pool.ends_with(".svc.id.goog")
-        || !provider.starts_with("https://container.googleapis.com/v1/projects/")
+    let pool_project = pool.strip_suffix(".svc.id.goog").unwrap_or_default();
+    if pool_project.is_empty()
+        || !provider.starts_with(&format!(
+            "https://container.googleapis.com/v1/projects/{pool_project}/"
+        ))
         || !provider.contains("/locations/")
         || !provider.contains("/clusters/")
     {
@@ -722,6 +833,55 @@ fn token_exchange(state: &mut State, request: &Incoming) -> Result<Answer, Answe
         .trim_start_matches("system:serviceaccount:")
         .replacen(':', "/", 1);
     let principal = format!("serviceAccount:{pool}[{account}]");
+    let token = issue(state, &principal);
+    Ok(reply(
+        200,
+        json!({"access_token": token,
+               "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+               "token_type": "Bearer", "expires_in": 3600}),
+    ))
+}
+
+/// STS for a Workload Identity Federation pool provider.
+fn federation_exchange(state: &mut State, audience: &str, subject: &str) -> Result<Answer, Answer> {
+    let Some(wanted) = state.pool_providers.get(audience).cloned() else {
+        return Err(oauth_failure(
+            400,
+            "invalid_target",
+            "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.",
+        ));
+    };
+    let Some(claims) = claims(subject) else {
+        return Err(oauth_failure(
+            400,
+            "invalid_grant",
+            "Unable to parse the ID Token.",
+        ));
+    };
+    let aud_ok = match &claims["aud"] {
+        Value::String(a) => *a == wanted,
+        Value::Array(list) => list.iter().any(|a| *a == wanted),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(oauth_failure(
+            400,
+            "invalid_grant",
+            "The audience in ID Token does not match the expected audience.",
+        ));
+    }
+    if claims["exp"].as_u64().unwrap_or(0) <= now() {
+        return Err(oauth_failure(400, "invalid_grant", "ID Token has expired."));
+    }
+    let pool = audience
+        .trim_start_matches("//iam.googleapis.com/")
+        .split("/providers/")
+        .next()
+        .unwrap_or_default();
+    let principal = format!(
+        "principal://iam.googleapis.com/{pool}/subject/{}",
+        claims["sub"].as_str().unwrap_or_default()
+    );
     let token = issue(state, &principal);
     Ok(reply(
         200,
@@ -872,7 +1032,7 @@ fn secret_json(name: &str, s: &Secret) -> Value {
         "createTime": timestamp(s.created),
         "labels": s.labels,
         "annotations": s.annotations,
-        "etag": format!("\"{}\"", s.created * 1000 + s.versions.len() as u64),
+        "etag": etag_of(s),
     })
 }
 
@@ -1000,6 +1160,7 @@ fn secret_manager(state: &mut State, request: &Incoming, resource: &str) -> Resu
                     annotations: text_map(&body["annotations"]),
                     versions: Vec::new(),
                     created: state.issued,
+                    etag: state.issued,
                 };
                 let out = secret_json(&full, &secret);
                 state.secrets.insert(full, secret);
@@ -1040,13 +1201,27 @@ fn secret_manager(state: &mut State, request: &Incoming, resource: &str) -> Resu
     match (method, name.versions, name.version, name.verb) {
         ("GET", false, None, None) => Ok(reply(200, secret_json(&full, &secret))),
         ("DELETE", false, None, None) => {
+            if let Some(etag) = request.query.get("etag")
+                && *etag != etag_of(&secret)
+            {
+                return Err(etag_mismatch(&full));
+            }
             state.secrets.remove(&full);
             Ok(reply(200, json!({})))
         }
         ("PATCH", false, None, None) => {
             let body = request.json()?;
             let mask = request.query.get("updateMask").cloned().unwrap_or_default();
+            if let Some(etag) = body["etag"].as_str()
+                && !etag.is_empty()
+                && etag != etag_of(&secret)
+            {
+                return Err(etag_mismatch(&full));
+            }
+            state.issued += 1;
+            let issued = state.issued;
             let s = state.secrets.get_mut(&full).expect("present");
+            s.etag = issued;
             for field in mask.split(',') {
                 let map = body[field].as_object().map(|m| {
                     m.iter()
@@ -1088,11 +1263,17 @@ fn secret_manager(state: &mut State, request: &Incoming, resource: &str) -> Resu
             Ok(reply(200, version_json(&full, n, &v, ints)))
         }
         ("GET", true, None, None) => {
+            // `state:ENABLED` (or `state:DISABLED`, …): the one filter term versions take here.
+            let wanted = request
+                .query
+                .get("filter")
+                .and_then(|f| f.strip_prefix("state:").map(str::to_string));
             let mut all: Vec<Value> = secret
                 .versions
                 .iter()
                 .enumerate()
                 .rev()
+                .filter(|(_, v)| wanted.as_deref().is_none_or(|w| w == v.state))
                 .map(|(i, v)| version_json(&full, i + 1, v, ints))
                 .collect();
             Ok(reply(200, page(state, request, &mut all, "versions")))
@@ -1126,6 +1307,18 @@ fn secret_manager(state: &mut State, request: &Incoming, resource: &str) -> Resu
         }
         _ => Err(failure(404, "NOT_FOUND", "Method not found.")),
     }
+}
+
+fn etag_of(s: &Secret) -> String {
+    format!("\"{}\"", s.etag)
+}
+
+fn etag_mismatch(full: &str) -> Answer {
+    failure(
+        400,
+        "FAILED_PRECONDITION",
+        &format!("The etag provided does not match the current etag of {full}."),
+    )
 }
 
 fn what_name(full: &str, version: Option<&str>) -> String {

@@ -467,8 +467,14 @@ mod tests {
                 &[
                     ("Module", "string", ".spec.module['oci','path']"),
                     ("Digest", "string", ".status.digest"),
+                    ("Status", "string", READY_REASON),
                     ("Ready", "string", READY_STATUS),
                     ("Age", "date", CREATED),
+                    (
+                        "Message",
+                        "string",
+                        ".status.conditions[?(@.type==\"Ready\")].message",
+                    ),
                 ],
             ),
         ];

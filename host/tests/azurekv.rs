@@ -659,7 +659,13 @@ async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failure
     wrong["spec"]["provider"]["azurekv"]["identityId"] = json!("revoked-identity");
     cluster::apply(&beta_stores, wrong).await;
     cluster::failure_event(&client, &ns, "azure-more", "Identity not found").await;
-    cluster::ready_message(&external_secrets, "azure-more", "False", "").await;
+    cluster::ready_message(
+        &external_secrets,
+        "azure-more",
+        "False",
+        "could not get secret data from provider",
+    )
+    .await;
     assert_eq!(
         cluster::secret_text(&secrets, "azure-more").await,
         Some(expected.clone())

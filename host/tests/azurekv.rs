@@ -659,7 +659,13 @@ async fn the_seeds_managed_identity_store_syncs_on_the_control_plane_and_failure
     wrong["spec"]["provider"]["azurekv"]["identityId"] = json!("revoked-identity");
     cluster::apply(&beta_stores, wrong).await;
     cluster::failure_event(&client, &ns, "azure-more", "Identity not found").await;
-    cluster::ready_message(&external_secrets, "azure-more", "False", "").await;
+    cluster::ready_message(
+        &external_secrets,
+        "azure-more",
+        "False",
+        "could not get secret data from provider",
+    )
+    .await;
     assert_eq!(
         cluster::secret_text(&secrets, "azure-more").await,
         Some(expected.clone())
@@ -779,4 +785,200 @@ async fn push_metadata_sets_the_expiration_date_and_content_type_and_fetch_reads
         fake.secret_attributes("expiring").unwrap().0,
         Some(1_924_977_600)
     );
+}
+
+fn fixture(file: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../tests/data/azurekv/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+fn push_bytes(key: &str, value: Vec<u8>, metadata: Option<Value>) -> PushRequest {
+    PushRequest {
+        remote: PushRef {
+            remote_key: key.into(),
+            property: None,
+        },
+        value: SecretValue::new(value),
+        metadata,
+    }
+}
+
+fn count(fake: &FakeAzure, method: &str, path: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path == path)
+        .count()
+}
+
+#[tokio::test]
+async fn cert_pushes_import_pkcs12_or_pem_once_under_managed_by_and_refuse_foreign_certificates() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let der = fixture("push-cert.der");
+    let tags = json!({"apiVersion": "kubernetes.external-secrets.io/v1alpha1",
+                      "kind": "PushSecretMetadata", "spec": {"tags": {"env": "prod"}}});
+    // A PKCS#12 (no password): imported as it is, its certificate is the vault's.
+    runtime
+        .push_secret(&s, &push_bytes("cert/tls", fixture("push.p12"), Some(tags)))
+        .await
+        .expect("push a PKCS#12");
+    let (cer, tags) = fake.certificate("tls").expect("imported");
+    assert_eq!(cer, der);
+    assert_eq!(
+        tags,
+        BTreeMap::from([
+            ("env".to_string(), "prod".to_string()),
+            ("managed-by".to_string(), "external-secrets".to_string())
+        ])
+    );
+    assert_eq!(count(&fake, "POST", "/certificates/tls/import"), 1);
+    // The same certificate again (now as PEM): unchanged, not imported again.
+    let mut pem = fixture("push-cert.pem");
+    pem.extend(fixture("push-key.pem"));
+    runtime
+        .push_secret(&s, &push_bytes("cert/tls", pem.clone(), None))
+        .await
+        .expect("push again");
+    assert_eq!(count(&fake, "POST", "/certificates/tls/import"), 1);
+    // PEM into a new certificate.
+    runtime
+        .push_secret(&s, &push_bytes("cert/tls-pem", pem.clone(), None))
+        .await
+        .expect("push a PEM");
+    assert_eq!(fake.certificate("tls-pem").unwrap().0, der);
+
+    // Not a certificate: ESO's message, nothing sent.
+    let e = provider_error(
+        runtime
+            .push_secret(&s, &push_bytes("cert/junk", b"hello".to_vec(), None))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.to_string()
+            .contains("could not parse certificate value as PKCS#12, DER or PEM"),
+        "{e}"
+    );
+    assert_eq!(count(&fake, "POST", "/certificates/junk/import"), 0);
+
+    // A certificate ESO does not manage is refused, and survives delete.
+    fake.set_certificate("foreign", &der);
+    let e = provider_error(
+        runtime
+            .push_secret(&s, &push_bytes("cert/foreign", pem, None))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("certificate \"foreign\"") && m.contains("not managed by external-secrets")),
+        "{e}"
+    );
+    let at = |key: &str| PushRef {
+        remote_key: key.into(),
+        property: None,
+    };
+    let e = provider_error(
+        runtime
+            .delete_secret(&s, &at("cert/foreign"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(&e, ProviderError::AccessDenied(_)), "{e}");
+    assert!(fake.certificate("foreign").is_some());
+
+    // Exists and delete of a managed certificate; absent is deleted.
+    assert!(runtime.secret_exists(&s, &at("cert/tls")).await.unwrap());
+    runtime
+        .delete_secret(&s, &at("cert/tls"))
+        .await
+        .expect("delete");
+    assert!(fake.certificate("tls").is_none() && fake.is_deleted_object("certificates", "tls"));
+    assert!(!runtime.secret_exists(&s, &at("cert/tls")).await.unwrap());
+    runtime
+        .delete_secret(&s, &at("cert/never"))
+        .await
+        .expect("absent is deleted");
+}
+
+#[tokio::test]
+async fn key_pushes_import_the_private_key_as_a_jwk_and_delete_only_managed_keys() {
+    let fake = seeded();
+    let runtime = azure_runtime(&fake, "app-secret", &REAL_HOSTS).await;
+    let s = sp_store();
+    let rsa = fixture("push-key.pem");
+    runtime
+        .push_secret(&s, &push_bytes("key/signing", rsa.clone(), None))
+        .await
+        .expect("push an RSA key");
+    let (jwk, tags) = fake.key("signing").expect("imported");
+    assert_eq!(jwk["kty"], "RSA");
+    assert!(jwk["n"].as_str().is_some_and(|n| n.len() > 300), "{jwk}");
+    assert!(
+        jwk.get("d").is_none(),
+        "the vault keeps only the public key"
+    );
+    assert_eq!(
+        tags.get("managed-by").map(String::as_str),
+        Some("external-secrets")
+    );
+    // The fake accepted the import only because it carried the private key (d, p, q, …).
+    assert_eq!(count(&fake, "PUT", "/keys/signing"), 1);
+    // The same RSA key again: ESO's equalKeys (kty, n, e) says unchanged.
+    runtime
+        .push_secret(&s, &push_bytes("key/signing", rsa, None))
+        .await
+        .expect("push again");
+    assert_eq!(count(&fake, "PUT", "/keys/signing"), 1);
+
+    // An EC (SEC1) key: crv, x, y, d.
+    runtime
+        .push_secret(&s, &push_bytes("key/ec", fixture("push-ec.pem"), None))
+        .await
+        .expect("push an EC key");
+    let (jwk, _) = fake.key("ec").expect("imported");
+    assert_eq!(jwk["kty"], "EC");
+    assert_eq!(jwk["crv"], "P-256");
+
+    // Bytes that are not PEM are a symmetric key, which a vault refuses: Key Vault's error.
+    let e = provider_error(
+        runtime
+            .push_secret(
+                &s,
+                &push_bytes("key/raw", b"0123456789abcdef".to_vec(), None),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.to_string().contains("BadParameter"), "{e}");
+
+    // A key ESO does not manage: push and delete refused.
+    fake.set_key("foreign", json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}));
+    let e = provider_error(
+        runtime
+            .push_secret(
+                &s,
+                &push_bytes("key/foreign", fixture("push-key.pem"), None),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&e, ProviderError::AccessDenied(m) if m.contains("key \"foreign\"")),
+        "{e}"
+    );
+    let at = |key: &str| PushRef {
+        remote_key: key.into(),
+        property: None,
+    };
+    assert!(runtime.delete_secret(&s, &at("key/foreign")).await.is_err());
+    assert!(fake.key("foreign").is_some());
+    runtime
+        .delete_secret(&s, &at("key/signing"))
+        .await
+        .expect("delete");
+    assert!(fake.key("signing").is_none() && fake.is_deleted_object("keys", "signing"));
 }

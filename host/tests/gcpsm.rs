@@ -659,13 +659,12 @@ async fn the_seeds_workload_identity_store_syncs_on_the_control_plane_and_failur
     fake.allow_impersonation(&federated, GSA);
     fake.grant(GSA, PROJECT);
     let accounts: Api<ServiceAccount> = operator.api();
-    cluster::apply(
-        &accounts,
+    let account = |gsa: &str| {
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": "external-secrets-sa",
-                            "annotations": {"iam.gke.io/gcp-service-account": GSA}}}),
-    )
-    .await;
+                            "annotations": {"iam.gke.io/gcp-service-account": gsa}}})
+    };
+    cluster::apply(&accounts, account(GSA)).await;
     let mut granted = CHART_HOSTS.to_vec();
     granted.push(METADATA);
     operator.grant(&granted).await;
@@ -745,6 +744,42 @@ async fn the_seeds_workload_identity_store_syncs_on_the_control_plane_and_failur
         Some(expected.clone())
     );
     cluster::apply(&external_secrets, more("api-key")).await;
+    cluster::ready_message(&external_secrets, "gcp-more", "True", "").await;
+
+    // A bad credential: the ServiceAccount now names an account its federated identity may
+    // not impersonate (one that exists), and the token it had is revoked. Secret Manager
+    // answers 401, the next exchange is refused at iamcredentials: Ready=False with ESO's
+    // message, an event naming the refused permission, and the data stays.
+    let refused = "someone-elses-reader@my-gcp-project.iam.gserviceaccount.com";
+    fake.allow_impersonation("serviceAccount:someone-else", refused);
+    cluster::apply(&accounts, account(refused)).await;
+    fake.revoke_tokens();
+    cluster::failure_event(
+        &client,
+        &ns,
+        "gcp-more",
+        "iam.serviceAccounts.getAccessToken",
+    )
+    .await;
+    cluster::ready_message(
+        &external_secrets,
+        "gcp-more",
+        "False",
+        "could not get secret data from provider",
+    )
+    .await;
+    assert!(
+        fake.requests_ending("POST", ":generateAccessToken")
+            .iter()
+            .any(|r| r.status == 403 && r.path.contains(refused)),
+        "{:?}",
+        fake.requests()
+    );
+    assert_eq!(
+        cluster::secret_text(&secrets, "gcp-more").await,
+        Some(expected.clone())
+    );
+    cluster::apply(&accounts, account(GSA)).await;
     cluster::ready_message(&external_secrets, "gcp-more", "True", "").await;
 
     // Secret Manager no longer granted: the egress refusal names the host to grant.

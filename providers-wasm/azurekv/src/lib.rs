@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod certificate;
 pub mod config;
+pub mod import;
 pub mod vault;
 
 use airlock_provider_sdk::{

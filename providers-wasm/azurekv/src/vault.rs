@@ -11,6 +11,7 @@ use airlock_provider_sdk::{
     Error, Find, MetadataPolicy, PushRef, PushRequest, RemoteRef, SecretEntry, Value, json,
 };
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value as Json;
 
 use crate::auth::{Tokens, origin};
@@ -263,44 +264,20 @@ impl<'a> Vault<'a> {
         self.get_object(&format!("secrets/{name}"))
     }
 
-    fn push_name(remote: &str) -> Result<&str, Error> {
-        match parse_key(remote)? {
-            (Kind::Secret, name) => Ok(name),
-            _ => Err(Error::unsupported(
-                "pushing certificates and keys is not supported: push to a secret (no prefix or secret/)",
-            )),
-        }
-    }
-
-    fn managed(name: &str, existing: &Json) -> Result<(), Error> {
+    fn managed(what: &str, name: &str, existing: &Json) -> Result<(), Error> {
         if existing["tags"][MANAGED_BY.0].as_str() == Some(MANAGED_BY.1) {
             Ok(())
         } else {
             Err(Error::access_denied(format!(
-                "secret {name:?} exists and is not managed by external-secrets (no tag {}={}): refusing to change it",
+                "{what} {name:?} exists and is not managed by external-secrets (no tag {}={}): refusing to change it",
                 MANAGED_BY.0, MANAGED_BY.1
             )))
         }
     }
 
-    /// ESO's `PushSecret`.
-    pub fn push(&self, request: &PushRequest) -> Result<(), Error> {
-        let name = Self::push_name(&request.remote.remote_key)?;
-        let existing = self.current(name)?;
-        if let Some(existing) = &existing {
-            Self::managed(name, existing)?;
-        }
-        let old = existing
-            .as_ref()
-            .and_then(|e| e["value"].as_str())
-            .map(|v| v.as_bytes().to_vec());
-        let value = match &request.remote.property {
-            Some(p) => json::set_property(old.as_deref(), p, &request.value)?,
-            None => request.value.clone(),
-        };
-        let value = String::from_utf8(value).map_err(|_| {
-            Error::invalid_request("Key Vault secret values are text: the value is not UTF-8")
-        })?;
+    /// The push metadata's tags (with ESO's `managed-by`), `expirationDate` and
+    /// `contentType`.
+    fn push_metadata(request: &PushRequest) -> Result<(Json, Option<u64>, Option<String>), Error> {
         let mut tags = serde_json::Map::new();
         let mut expires = None;
         let mut content_type = None;
@@ -336,7 +313,76 @@ impl<'a> Vault<'a> {
                 .map(str::to_string);
         }
         tags.insert(MANAGED_BY.0.into(), Json::String(MANAGED_BY.1.into()));
-        let tags = Json::Object(tags);
+        Ok((Json::Object(tags), expires, content_type))
+    }
+
+    /// Sends `body` with `method` to `path`; a non-2xx answer is the error.
+    fn write(&self, method: &str, path: &str, body: Option<&Json>) -> Result<(), Error> {
+        let response = self.send(method, &self.url(path), body)?;
+        if !response.is_success() {
+            return Err(error(&format!("{method} {path}"), &response));
+        }
+        Ok(())
+    }
+
+    /// ESO's `setKeyVaultCertificate`: the value's certificate is imported (the value
+    /// itself, base64, through Import Certificate) unless the vault's is the same.
+    fn push_certificate(&self, name: &str, request: &PushRequest) -> Result<(), Error> {
+        let (tags, _, _) = Self::push_metadata(request)?;
+        let der = crate::import::certificate_der(&request.value)?;
+        let path = format!("certificates/{name}");
+        if let Some(existing) = self.get_object(&path)? {
+            Self::managed("certificate", name, &existing)?;
+            let cer = existing["cer"]
+                .as_str()
+                .and_then(|c| STANDARD.decode(c).ok());
+            if cer.as_deref() == Some(der.as_slice()) {
+                return Ok(());
+            }
+        }
+        let body = serde_json::json!({"value": STANDARD.encode(&request.value), "tags": tags});
+        self.write("POST", &format!("{path}/import"), Some(&body))
+    }
+
+    /// ESO's `setKeyVaultKey`: the value's private key is imported as a JSON Web Key unless
+    /// the vault holds the same one.
+    fn push_key(&self, name: &str, request: &PushRequest) -> Result<(), Error> {
+        let (tags, _, _) = Self::push_metadata(request)?;
+        let jwk = crate::import::jwk(&request.value)?;
+        let path = format!("keys/{name}");
+        if let Some(existing) = self.get_object(&path)? {
+            Self::managed("key", name, &existing)?;
+            if crate::import::same_key(&jwk, &existing["key"]) {
+                return Ok(());
+            }
+        }
+        let body = serde_json::json!({"key": jwk, "attributes": {}, "tags": tags});
+        self.write("PUT", &path, Some(&body))
+    }
+
+    /// ESO's `PushSecret`.
+    pub fn push(&self, request: &PushRequest) -> Result<(), Error> {
+        let name = match parse_key(&request.remote.remote_key)? {
+            (Kind::Secret, name) => name,
+            (Kind::Certificate, name) => return self.push_certificate(name, request),
+            (Kind::Key, name) => return self.push_key(name, request),
+        };
+        let existing = self.current(name)?;
+        if let Some(existing) = &existing {
+            Self::managed("secret", name, existing)?;
+        }
+        let old = existing
+            .as_ref()
+            .and_then(|e| e["value"].as_str())
+            .map(|v| v.as_bytes().to_vec());
+        let value = match &request.remote.property {
+            Some(p) => json::set_property(old.as_deref(), p, &request.value)?,
+            None => request.value.clone(),
+        };
+        let value = String::from_utf8(value).map_err(|_| {
+            Error::invalid_request("Key Vault secret values are text: the value is not UTF-8")
+        })?;
+        let (tags, expires, content_type) = Self::push_metadata(request)?;
         // ESO's "unchanged": the value, the expiry, and the content type when one is asked.
         let unchanged = existing.as_ref().is_some_and(|e| {
             old.as_deref() == Some(value.as_bytes())
@@ -362,21 +408,29 @@ impl<'a> Vault<'a> {
         }) {
             body["contentType"] = c.into();
         }
-        let path = format!("secrets/{name}");
-        let response = self.send("PUT", &self.url(&path), Some(&body))?;
-        if !response.is_success() {
-            return Err(error(&format!("PUT {path}"), &response));
-        }
-        Ok(())
+        self.write("PUT", &format!("secrets/{name}"), Some(&body))
     }
 
-    /// ESO's `DeleteSecret`: absent is done; only managed secrets are deleted.
+    /// ESO's `DeleteSecret`: absent is done; only managed objects are deleted (a
+    /// certificate or key whole, as ESO does).
     pub fn delete(&self, reference: &PushRef) -> Result<(), Error> {
-        let name = Self::push_name(&reference.remote_key)?;
-        let Some(existing) = self.current(name)? else {
+        let (kind, name) = parse_key(&reference.remote_key)?;
+        let (what, path) = match kind {
+            Kind::Secret => ("secret", format!("secrets/{name}")),
+            Kind::Certificate => ("certificate", format!("certificates/{name}")),
+            Kind::Key => ("key", format!("keys/{name}")),
+        };
+        let Some(existing) = self.get_object(&path)? else {
             return Ok(());
         };
-        Self::managed(name, &existing)?;
+        Self::managed(what, name, &existing)?;
+        if kind != Kind::Secret {
+            let response = self.send("DELETE", &self.url(&path), None)?;
+            if !response.is_success() && response.status != 404 {
+                return Err(error(&format!("DELETE {path}"), &response));
+            }
+            return Ok(());
+        }
         if let Some(property) = &reference.property {
             let mut object: Json = serde_json::from_str(existing["value"].as_str().unwrap_or("{}"))
                 .unwrap_or(Json::Object(Default::default()));
@@ -385,16 +439,10 @@ impl<'a> Vault<'a> {
                 if !map.is_empty() {
                     let body =
                         serde_json::json!({"value": object.to_string(), "tags": existing["tags"]});
-                    let path = format!("secrets/{name}");
-                    let response = self.send("PUT", &self.url(&path), Some(&body))?;
-                    if !response.is_success() {
-                        return Err(error(&format!("PUT {path}"), &response));
-                    }
-                    return Ok(());
+                    return self.write("PUT", &path, Some(&body));
                 }
             }
         }
-        let path = format!("secrets/{name}");
         let response = self.send("DELETE", &self.url(&path), None)?;
         if !response.is_success() && response.status != 404 {
             return Err(error(&format!("DELETE {path}"), &response));
@@ -404,7 +452,11 @@ impl<'a> Vault<'a> {
 
     /// ESO's `SecretExists`.
     pub fn exists(&self, reference: &PushRef) -> Result<bool, Error> {
-        let name = Self::push_name(&reference.remote_key)?;
+        let (kind, name) = parse_key(&reference.remote_key)?;
+        if kind != Kind::Secret {
+            let path = Self::object_path(kind, name, None)?;
+            return Ok(self.get_object(&path)?.is_some());
+        }
         let Some(existing) = self.current(name)? else {
             return Ok(false);
         };

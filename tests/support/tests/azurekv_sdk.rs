@@ -1,7 +1,9 @@
 //! The fake Azure (`airlock_testenv::fakes::azurekv`) proven against Microsoft's official
-//! Python SDKs, PyPI `azure-keyvault-secrets` and `azure-identity` (pinned in
-//! tests/tools/requirements.txt): set, get by version, version and secret listings over
-//! `nextLink` pages, tags, soft delete and purge, not-found, a principal without access,
+//! Python SDKs, PyPI `azure-keyvault-secrets`, `azure-keyvault-certificates`,
+//! `azure-keyvault-keys` and `azure-identity` (pinned in tests/tools/requirements.txt): set,
+//! get by version, version and secret listings over `nextLink` pages, tags, soft delete and
+//! purge, certificates imported from PKCS#12 and PEM, RSA and EC keys imported as JSON Web
+//! Keys, their deletes, not-found, a principal without access,
 //! a wrong client secret and a certificate-signed client assertion. Fails loudly when the
 //! venv or the SDKs are missing.
 
@@ -55,6 +57,26 @@ fn the_azure_sdks_get_the_documented_answers_from_the_fake() {
         sent.iter()
             .any(|r| r.form.iter().any(|(k, v)| k == "client_assertion_type"
                 && v == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"))
+    );
+    // The certificate and key SDKs imported through the documented endpoints, and deleted.
+    for (method, path) in [
+        ("POST", "/certificates/tls/import"),
+        ("POST", "/certificates/tls-pem/import"),
+        ("PUT", "/keys/signing"),
+        ("PUT", "/keys/ec-signing"),
+        ("DELETE", "/certificates/tls"),
+        ("DELETE", "/keys/signing"),
+    ] {
+        assert!(
+            sent.iter().any(|r| r.method == method && r.path == path),
+            "{method} {path}"
+        );
+    }
+    assert!(fake.is_deleted_object("certificates", "tls"));
+    assert!(fake.is_deleted_object("keys", "signing"));
+    assert_eq!(
+        fake.key("ec-signing").map(|(jwk, _)| jwk["crv"].clone()),
+        Some(serde_json::json!("P-256"))
     );
     // It followed a nextLink.
     assert!(

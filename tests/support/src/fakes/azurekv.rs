@@ -9,6 +9,12 @@
 //!   `GET /secrets` and `/secrets/{name}/versions` (`maxresults` at most 25, the next page
 //!   as an absolute `nextLink` carrying `$skiptoken`), `GET /certificates/{name}[/{version}]`
 //!   (`cer` is the base64 DER) and `GET /keys/{name}[/{version}]` (a JSON Web Key);
+//!   `POST /certificates/{name}/import` (`value`: a base64 PKCS#12 with its `pwd`, or PEM
+//!   holding the certificate and its PKCS#8 private key, as `policy.secret_props.contentType`
+//!   says or, without a policy, as the bytes look; a `CertificateBundle`), `PUT
+//!   /keys/{name}` (Import Key: a private JSON Web Key `RSA`/`EC`; the answer and later reads
+//!   carry only its public part), `DELETE /certificates/{name}` and `DELETE /keys/{name}`
+//!   (soft delete, read back under `/deletedcertificates/{name}` and `/deletedkeys/{name}`);
 //! - `keyvault/general/authentication-requests-and-responses`: a request without a valid
 //!   bearer token answers `401` with `WWW-Authenticate: Bearer
 //!   authorization="https://login.microsoftonline.com/{tenant}",
@@ -96,12 +102,14 @@ struct Version {
 struct Certificate {
     version: String,
     der: Vec<u8>,
+    tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
 struct Key {
     version: String,
     jwk: Value,
+    tags: BTreeMap<String, String>,
 }
 
 /// A request the fake received.
@@ -133,6 +141,8 @@ struct State {
     deleted: BTreeMap<String, Vec<Version>>,
     certificates: BTreeMap<String, Certificate>,
     keys: BTreeMap<String, Key>,
+    deleted_certificates: BTreeMap<String, Certificate>,
+    deleted_keys: BTreeMap<String, Key>,
     requests: Vec<Recorded>,
     counter: u64,
 }
@@ -351,15 +361,46 @@ impl FakeAzure {
             Certificate {
                 version,
                 der: der.to_vec(),
+                tags: BTreeMap::new(),
             },
         );
+    }
+
+    /// Certificate `name`'s DER and tags.
+    pub fn certificate(&self, name: &str) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
+        let state = self.lock();
+        let c = state.certificates.get(name)?;
+        Some((c.der.clone(), c.tags.clone()))
+    }
+
+    /// Key `name`'s public JSON Web Key and tags.
+    pub fn key(&self, name: &str) -> Option<(Value, BTreeMap<String, String>)> {
+        let state = self.lock();
+        let k = state.keys.get(name)?;
+        Some((k.jwk.clone(), k.tags.clone()))
+    }
+
+    /// Whether certificate (`"certificates"`) or key (`"keys"`) `name` is soft-deleted.
+    pub fn is_deleted_object(&self, collection: &str, name: &str) -> bool {
+        let state = self.lock();
+        match collection {
+            "certificates" => state.deleted_certificates.contains_key(name),
+            _ => state.deleted_keys.contains_key(name),
+        }
     }
 
     /// Sets key `name` (its public JSON Web Key, without `kid`).
     pub fn set_key(&self, name: &str, jwk: Value) {
         let mut state = self.lock();
         let version = format!("{:032x}", state.next());
-        state.keys.insert(name.into(), Key { version, jwk });
+        state.keys.insert(
+            name.into(),
+            Key {
+                version,
+                jwk,
+                tags: BTreeMap::new(),
+            },
+        );
     }
 
     /// Every request received so far.
@@ -661,7 +702,12 @@ fn handle(state: &mut State, request: &Request, https: bool) -> Answer {
         (_, [collection, ..])
             if matches!(
                 *collection,
-                "secrets" | "deletedsecrets" | "certificates" | "keys"
+                "secrets"
+                    | "deletedsecrets"
+                    | "certificates"
+                    | "deletedcertificates"
+                    | "keys"
+                    | "deletedkeys"
             ) =>
         {
             let Some(access) = access else {
@@ -1040,20 +1086,10 @@ fn vault(state: &mut State, request: &Request, base: &str, segments: &[&str]) ->
         }
         ("PUT", ["secrets", name]) => {
             if !valid_name(name) {
-                return vault_error(
-                    400,
-                    "BadParameter",
-                    "The request URI contains an invalid name: the name must be 1-127 characters of 0-9, a-z, A-Z and -.",
-                );
+                return bad_name();
             }
             if state.deleted.contains_key(*name) {
-                return vault_error(
-                    409,
-                    "Conflict",
-                    &format!(
-                        "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
-                    ),
-                );
+                return deleted_conflict("Secret", name);
             }
             let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
                 return vault_error(400, "BadParameter", "The request body is not JSON.");
@@ -1117,31 +1153,55 @@ fn vault(state: &mut State, request: &Request, base: &str, segments: &[&str]) ->
                 .get(*name)
                 .filter(|c| version.is_none_or(|v| v == c.version))
             {
-                Some(c) => {
-                    let id = format!("{base}/certificates/{name}/{}", c.version);
-                    let x5t = URL_SAFE_NO_PAD.encode(
-                        ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &c.der)
-                            .as_ref(),
-                    );
-                    answer(
-                        200,
-                        json!({"id": id,
-                               "kid": format!("{base}/keys/{name}/{}", c.version),
-                               "sid": format!("{base}/secrets/{name}/{}", c.version),
-                               "x5t": x5t, "cer": STANDARD.encode(&c.der),
-                               "attributes": {"enabled": true, "created": now(), "updated": now()},
-                               "tags": {}}),
-                    )
-                }
-                None => vault_error(
-                    404,
-                    "CertificateNotFound",
-                    &format!(
-                        "A certificate with (name/id) {name} was not found in this key vault."
-                    ),
-                ),
+                Some(c) => answer(200, certificate_bundle(&base, name, c)),
+                None => certificate_not_found(name),
             }
         }
+        ("POST", ["certificates", name, "import"]) => {
+            if !valid_name(name) {
+                return bad_name();
+            }
+            if state.deleted_certificates.contains_key(*name) {
+                return deleted_conflict("Certificate", name);
+            }
+            let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+                return vault_error(400, "BadParameter", "The request body is not JSON.");
+            };
+            let der = match imported_certificate(&body) {
+                Ok(der) => der,
+                Err(message) => return vault_error(400, "BadParameter", message),
+            };
+            let version = format!("{:032x}", state.next());
+            let c = Certificate {
+                version,
+                der,
+                tags: tags_of(&body),
+            };
+            let out = certificate_bundle(&base, name, &c);
+            state.certificates.insert(name.to_string(), c);
+            answer(200, out)
+        }
+        ("DELETE", ["certificates", name]) => match state.certificates.remove(*name) {
+            Some(c) => {
+                let mut out = certificate_bundle(&base, name, &c);
+                deleted_fields(&mut out, &format!("{base}/deletedcertificates/{name}"));
+                state.deleted_certificates.insert(name.to_string(), c);
+                answer(200, out)
+            }
+            None => certificate_not_found(name),
+        },
+        ("GET", ["deletedcertificates", name]) => match state.deleted_certificates.get(*name) {
+            Some(c) => {
+                let mut out = certificate_bundle(&base, name, c);
+                deleted_fields(&mut out, &format!("{base}/deletedcertificates/{name}"));
+                answer(200, out)
+            }
+            None => vault_error(
+                404,
+                "CertificateNotFound",
+                &format!("Deleted Certificate not found: {name}"),
+            ),
+        },
         ("GET", ["keys", name] | ["keys", name, _]) => {
             let version = segments.get(2).copied().filter(|v| !v.is_empty());
             match state
@@ -1149,24 +1209,204 @@ fn vault(state: &mut State, request: &Request, base: &str, segments: &[&str]) ->
                 .get(*name)
                 .filter(|k| version.is_none_or(|v| v == k.version))
             {
-                Some(k) => {
-                    let mut jwk = k.jwk.clone();
-                    jwk["kid"] = json!(format!("{base}/keys/{name}/{}", k.version));
-                    answer(
-                        200,
-                        json!({"key": jwk,
-                               "attributes": {"enabled": true, "created": now(), "updated": now()},
-                               "tags": {}}),
-                    )
-                }
-                None => vault_error(
-                    404,
-                    "KeyNotFound",
-                    &format!("A key with (name/id) {name} was not found in this key vault."),
-                ),
+                Some(k) => answer(200, key_bundle(&base, name, k)),
+                None => key_not_found(name),
             }
         }
+        ("PUT", ["keys", name]) => {
+            if !valid_name(name) {
+                return bad_name();
+            }
+            if state.deleted_keys.contains_key(*name) {
+                return deleted_conflict("Key", name);
+            }
+            let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+                return vault_error(400, "BadParameter", "The request body is not JSON.");
+            };
+            let jwk = match public_jwk(&body["key"]) {
+                Ok(jwk) => jwk,
+                Err(message) => return vault_error(400, "BadParameter", message),
+            };
+            let version = format!("{:032x}", state.next());
+            let k = Key {
+                version,
+                jwk,
+                tags: tags_of(&body),
+            };
+            let out = key_bundle(&base, name, &k);
+            state.keys.insert(name.to_string(), k);
+            answer(200, out)
+        }
+        ("DELETE", ["keys", name]) => match state.keys.remove(*name) {
+            Some(k) => {
+                let mut out = key_bundle(&base, name, &k);
+                deleted_fields(&mut out, &format!("{base}/deletedkeys/{name}"));
+                state.deleted_keys.insert(name.to_string(), k);
+                answer(200, out)
+            }
+            None => key_not_found(name),
+        },
+        ("GET", ["deletedkeys", name]) => match state.deleted_keys.get(*name) {
+            Some(k) => {
+                let mut out = key_bundle(&base, name, k);
+                deleted_fields(&mut out, &format!("{base}/deletedkeys/{name}"));
+                answer(200, out)
+            }
+            None => vault_error(
+                404,
+                "KeyNotFound",
+                &format!("Deleted Key not found: {name}"),
+            ),
+        },
         _ => vault_error(405, "MethodNotAllowed", "the method is not allowed here"),
+    }
+}
+
+fn bad_name() -> Answer {
+    vault_error(
+        400,
+        "BadParameter",
+        "The request URI contains an invalid name: the name must be 1-127 characters of 0-9, a-z, A-Z and -.",
+    )
+}
+
+fn deleted_conflict(what: &str, name: &str) -> Answer {
+    vault_error(
+        409,
+        "Conflict",
+        &format!(
+            "{what} {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the {} can only be recovered or purged.",
+            what.to_lowercase()
+        ),
+    )
+}
+
+fn deleted_fields(out: &mut Value, recovery_id: &str) {
+    out["recoveryId"] = json!(recovery_id);
+    out["deletedDate"] = json!(now());
+    out["scheduledPurgeDate"] = json!(now() + 90 * 86400);
+}
+
+fn tags_of(body: &Value) -> BTreeMap<String, String> {
+    body["tags"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn certificate_not_found(name: &str) -> Answer {
+    vault_error(
+        404,
+        "CertificateNotFound",
+        &format!("A certificate with (name/id) {name} was not found in this key vault."),
+    )
+}
+
+fn key_not_found(name: &str) -> Answer {
+    vault_error(
+        404,
+        "KeyNotFound",
+        &format!("A key with (name/id) {name} was not found in this key vault."),
+    )
+}
+
+fn certificate_bundle(base: &str, name: &str, c: &Certificate) -> Value {
+    let x5t = URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &c.der).as_ref());
+    json!({"id": format!("{base}/certificates/{name}/{}", c.version),
+           "kid": format!("{base}/keys/{name}/{}", c.version),
+           "sid": format!("{base}/secrets/{name}/{}", c.version),
+           "x5t": x5t, "cer": STANDARD.encode(&c.der),
+           "attributes": {"enabled": true, "created": now(), "updated": now(),
+                          "recoveryLevel": "Recoverable+Purgeable"},
+           "tags": c.tags})
+}
+
+fn key_bundle(base: &str, name: &str, k: &Key) -> Value {
+    let mut jwk = k.jwk.clone();
+    jwk["kid"] = json!(format!("{base}/keys/{name}/{}", k.version));
+    json!({"key": jwk,
+           "attributes": {"enabled": true, "created": now(), "updated": now(),
+                          "recoveryLevel": "Recoverable+Purgeable"},
+           "tags": k.tags})
+}
+
+const PEM_FORMAT: &str = "The specified PEM X.509 certificate content is in an unexpected format. Please check if certificate is in valid PEM format.";
+const PKCS12_FORMAT: &str = "The specified PKCS#12 X.509 certificate content can not be read. Please check if certificate is in valid PKCS#12 format.";
+
+/// The leaf certificate (DER) of an import request's `value`: PEM when the policy says
+/// `application/x-pem-file` (or, without one, when the bytes are PEM), else PKCS#12 opened
+/// with `pwd`. Either must hold the private key (PEM: a PKCS#8 `PRIVATE KEY`).
+fn imported_certificate(body: &Value) -> Result<Vec<u8>, &'static str> {
+    let Some(value) = body["value"].as_str() else {
+        return Err("Property value is required.");
+    };
+    let bytes = STANDARD.decode(value.trim()).map_err(|_| PKCS12_FORMAT)?;
+    let declared = body["policy"]["secret_props"]["contentType"].as_str();
+    let pem = match declared {
+        Some("application/x-pem-file") => true,
+        Some("application/x-pkcs12") => false,
+        Some(_) => return Err("The content type of the certificate policy is not supported."),
+        None => bytes.starts_with(b"-----BEGIN"),
+    };
+    if pem {
+        let text = std::str::from_utf8(&bytes).map_err(|_| PEM_FORMAT)?;
+        let block = |label: &str| -> Option<Vec<u8>> {
+            let begin = format!("-----BEGIN {label}-----");
+            let end = format!("-----END {label}-----");
+            let start = text.find(&begin)? + begin.len();
+            let stop = start + text[start..].find(&end)?;
+            let b64: String = text[start..stop].split_whitespace().collect();
+            STANDARD.decode(b64).ok()
+        };
+        let cert = block("CERTIFICATE").ok_or(PEM_FORMAT)?;
+        block("PRIVATE KEY").ok_or(PEM_FORMAT)?;
+        return Ok(cert);
+    }
+    let password = body["pwd"].as_str().unwrap_or_default();
+    let archive =
+        p12_keystore::Pkcs12Archive::from_pkcs12(&bytes, password).map_err(|_| PKCS12_FORMAT)?;
+    if archive.keys.is_empty() {
+        return Err(PKCS12_FORMAT);
+    }
+    let mut certs: Vec<&p12_keystore::CertificateBag> = archive.certs.iter().collect();
+    certs.sort_by_key(|c| c.local_key_id.is_none());
+    certs
+        .first()
+        .map(|c| c.cert.as_der().to_vec())
+        .ok_or(PKCS12_FORMAT)
+}
+
+/// The public part of an Import Key request's private JSON Web Key (`RSA`: `n`, `e` with
+/// `d`; `EC`: `crv`, `x`, `y` with `d`), with the operations Key Vault grants it.
+fn public_jwk(key: &Value) -> Result<Value, &'static str> {
+    let has = |field: &str| key[field].as_str().is_some_and(|v| !v.is_empty());
+    match key["kty"].as_str() {
+        Some("RSA" | "RSA-HSM") if has("n") && has("e") && has("d") => Ok(json!({
+            "kty": "RSA", "n": key["n"], "e": key["e"],
+            "key_ops": ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]})),
+        Some("EC" | "EC-HSM")
+            if has("x")
+                && has("y")
+                && has("d")
+                && matches!(
+                    key["crv"].as_str(),
+                    Some("P-256" | "P-384" | "P-521" | "P-256K")
+                ) =>
+        {
+            Ok(
+                json!({"kty": "EC", "crv": key["crv"], "x": key["x"], "y": key["y"],
+                      "key_ops": ["sign", "verify"]}),
+            )
+        }
+        Some("RSA" | "RSA-HSM" | "EC" | "EC-HSM") => {
+            Err("The key to import is not a complete private key.")
+        }
+        _ => Err("The key type (kty) of the key to import is not supported."),
     }
 }
 

@@ -262,6 +262,12 @@ impl FakeGcpsm {
             .insert(provider.into(), token_audience.into());
     }
 
+    /// Revokes every access token issued so far (as an expiry or a revocation does):
+    /// Secret Manager answers them 401 UNAUTHENTICATED from now on.
+    pub fn revoke_tokens(&self) {
+        self.state.lock().unwrap().tokens.clear();
+    }
+
     /// Lets the federated principal `serviceAccount:<pool>[ns/name]` impersonate `email`.
     pub fn allow_impersonation(&self, federated: &str, email: &str) {
         self.state

@@ -77,8 +77,9 @@ fn key(ps: &PushSecret) -> String {
     )
 }
 
-fn error_policy<B: ModuleHost>(ps: Arc<PushSecret>, _: &Error, ctx: Arc<Context<B>>) -> Action {
-    ctx.backoff(key(&ps))
+/// Backoff, and no sooner than a rate-limited backend's Retry-After (as for ExternalSecrets).
+fn error_policy<B: ModuleHost>(ps: Arc<PushSecret>, e: &Error, ctx: Arc<Context<B>>) -> Action {
+    ctx.backoff_after(key(&ps), e)
 }
 
 fn interval(ps: &PushSecret) -> Duration {

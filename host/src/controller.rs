@@ -30,7 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 pub use self::provider::ModuleHost;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, ProviderError};
 use crate::crd::{Condition, ConditionStatus, common::CONDITION_READY};
 use crate::registry::RegistryError;
 use crate::runtime::RuntimeError;
@@ -212,11 +212,26 @@ impl<B> Context<B> {
 
     /// Per-object exponential backoff after failures: 1 s doubling to 7 min (ESO's limits).
     pub(crate) fn backoff(&self, key: String) -> Action {
+        Action::requeue(self.backoff_delay(key))
+    }
+
+    /// [`Context::backoff`], but never sooner than a rate-limited backend asked
+    /// (`Retry-After`); what it asks is capped at the backoff's own maximum, so a broken or
+    /// hostile backend cannot park an object for hours. Each such failure still counts, so
+    /// a backend answering `Retry-After: 1` forever is backed off all the same.
+    pub(crate) fn backoff_after(&self, key: String, error: &Error) -> Action {
+        Action::requeue(honour_retry_after(
+            self.backoff_delay(key),
+            error.retry_after(),
+        ))
+    }
+
+    fn backoff_delay(&self, key: String) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         let secs = 1u64 << (*n - 1).min(9);
-        Action::requeue(Duration::from_secs(secs.min(420)))
+        Duration::from_secs(secs).min(MAX_BACKOFF)
     }
 
     /// Records that a store `key` reads from changed its spec: its next reconcile re-fetches.
@@ -236,6 +251,15 @@ impl<B> Context<B> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.remove(key);
     }
+}
+
+/// The longest failure backoff (ESO's 7 min), which also caps a backend's `Retry-After`.
+const MAX_BACKOFF: Duration = Duration::from_secs(420);
+
+/// The wait before retrying: the backoff, or what the backend `asked` (at most
+/// [`MAX_BACKOFF`]) when that is longer.
+fn honour_retry_after(backoff: Duration, asked: Option<Duration>) -> Duration {
+    asked.map_or(backoff, |a| backoff.max(a.min(MAX_BACKOFF)))
 }
 
 /// Why a reconcile failed.
@@ -282,6 +306,15 @@ pub enum Error {
     /// The target Secret is controlled by another ExternalSecret.
     #[error("{0}")]
     OwnedByAnother(String),
+    /// The ExternalSecret asks for something Airlock refuses on security grounds (a Secret
+    /// type Kubernetes would fill with credentials).
+    #[error("{message}")]
+    Forbidden {
+        /// Stable reason, e.g. `ForbiddenSecretType`.
+        reason: &'static str,
+        /// What is refused, why, and what to do instead.
+        message: String,
+    },
     /// The target Secret is immutable and its data would change.
     #[error("could not update secret, target is immutable")]
     Immutable,
@@ -319,6 +352,7 @@ impl Error {
             Error::Template(e) => e.reason(),
             Error::OwnedByAnother(_) => "OwnedByAnotherExternalSecret",
             Error::Immutable => "TargetImmutable",
+            Error::Forbidden { reason, .. } => reason,
             Error::ModulePath(_) => "InvalidModulePath",
             Error::ModuleRead { .. } => "ModuleNotFound",
         }
@@ -330,8 +364,22 @@ impl Error {
             Error::Registry(e) => e.is_retryable(),
             other => !matches!(
                 other,
-                Error::Unsupported { .. } | Error::OwnedByAnother(_) | Error::Immutable
+                Error::Unsupported { .. }
+                    | Error::Forbidden { .. }
+                    | Error::OwnedByAnother(_)
+                    | Error::Immutable
             ),
+        }
+    }
+
+    /// How long a rate-limited backend asked to wait (`Retry-After`), if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Backend(BackendError::Provider(ProviderError::RateLimited {
+                retry_after,
+                ..
+            })) => *retry_after,
+            _ => None,
         }
     }
 }
@@ -417,5 +465,37 @@ pub(crate) fn log_result<T: std::fmt::Debug, E, Q>(
             }
         }
         Err(e) => tracing::debug!(controller, error = %e, "reconcile failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_lengthens_the_backoff_but_never_past_its_maximum() {
+        let s = Duration::from_secs;
+        assert_eq!(honour_retry_after(s(2), None), s(2));
+        assert_eq!(honour_retry_after(s(2), Some(s(30))), s(30));
+        // A shorter Retry-After than the backoff does not speed the retry up.
+        assert_eq!(honour_retry_after(s(64), Some(s(1))), s(64));
+        assert_eq!(honour_retry_after(s(1), Some(s(86_400))), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn only_a_rate_limited_provider_error_carries_a_retry_after() {
+        let limited = |retry_after| {
+            Error::Backend(BackendError::Provider(ProviderError::RateLimited {
+                retry_after,
+                message: "slow down".into(),
+            }))
+        };
+        let s = Duration::from_secs;
+        assert_eq!(limited(Some(s(7))).retry_after(), Some(s(7)));
+        assert_eq!(limited(None).retry_after(), None);
+        let down = Error::Backend(BackendError::Provider(ProviderError::Unavailable(
+            "down".into(),
+        )));
+        assert_eq!(down.retry_after(), None);
     }
 }

@@ -23,7 +23,14 @@ use crate::runtime::RuntimeError;
 /// `provider` is the Provider serving the store, when the caller knows it (a private-address
 /// refusal does not name it).
 pub(crate) fn failure_note(e: &Error, provider: Option<&str>) -> String {
-    with_fixes(format!("{e} ({})", e.reason()), &advice(e, provider))
+    let mut note = format!("{e} ({})", e.reason());
+    if let Some(wait) = e.retry_after() {
+        note.push_str(&format!(
+            "; the backend asked to retry after {} s (Retry-After), which the next attempt honours",
+            wait.as_secs_f64()
+        ));
+    }
+    with_fixes(note, &advice(e, provider))
 }
 
 /// The `Ready` message of Provider `provider` whose module did not load: `message` (the

@@ -251,8 +251,8 @@ fn key(es: &ExternalSecret) -> String {
     )
 }
 
-fn error_policy<B: ModuleHost>(es: Arc<ExternalSecret>, _: &Error, ctx: Arc<Context<B>>) -> Action {
-    ctx.backoff(key(&es))
+fn error_policy<B: ModuleHost>(es: Arc<ExternalSecret>, e: &Error, ctx: Arc<Context<B>>) -> Action {
+    ctx.backoff_after(key(&es), e)
 }
 
 /// The target Secret's name: `spec.target.name`, else the ExternalSecret's name.
@@ -534,6 +534,7 @@ async fn sync<B: ModuleHost>(
     for key in shape.data.keys() {
         check_key(key, "spec.target.template").step(MSG_UPDATE_SECRET)?;
     }
+    check_secret_type(shape.type_.as_deref()).step(MSG_UPDATE_SECRET)?;
     write(es, ctx, existing, shape).await
 }
 
@@ -552,6 +553,31 @@ fn redact_template_error(
         redactor.add(value);
     }
     e.redact_with(|text| redactor.redact_string(text))
+}
+
+/// Secret types Kubernetes itself fills with credentials: a `service-account-token` Secret
+/// gets a long-lived token of the ServiceAccount its annotation names, a bootstrap token
+/// joins nodes. Writing one would let whoever may create an ExternalSecret mint credentials
+/// (ESO advisory GHSA-fq7h-9x26-6j22, CVE-2026-42876), so they are refused as ESO now does.
+const FORBIDDEN_SECRET_TYPES: [&str; 2] = [
+    "kubernetes.io/service-account-token",
+    "bootstrap.kubernetes.io/token",
+];
+
+/// Refuses a target type from [`FORBIDDEN_SECRET_TYPES`], before anything is written.
+fn check_secret_type(type_: Option<&str>) -> Result<(), Error> {
+    match type_ {
+        Some(t) if FORBIDDEN_SECRET_TYPES.contains(&t) => Err(Error::Forbidden {
+            reason: "ForbiddenSecretType",
+            message: format!(
+                "spec.target.template.type {t:?} is refused: Kubernetes fills such Secrets with \
+                 ServiceAccount or bootstrap tokens, so an ExternalSecret must not create one \
+                 (GHSA-fq7h-9x26-6j22); use another type, and get ServiceAccount tokens from \
+                 the TokenRequest API (a store's serviceAccountRef) instead"
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What the target Secret gets: data, and from a template its labels, annotations and type.
@@ -1133,6 +1159,24 @@ mod tests {
         store.metadata.generation = Some(2);
         assert_eq!(change(&store), Some(StoreChange::Spec));
         assert_eq!(change(&store), None);
+    }
+
+    #[test]
+    fn token_secret_types_are_refused_and_others_pass() {
+        for t in FORBIDDEN_SECRET_TYPES {
+            let e = check_secret_type(Some(t)).unwrap_err();
+            assert_eq!(e.reason(), "ForbiddenSecretType");
+            assert!(!e.is_retryable());
+            assert!(e.to_string().contains(t), "{e}");
+        }
+        for t in [
+            None,
+            Some("Opaque"),
+            Some("kubernetes.io/tls"),
+            Some("custom/x"),
+        ] {
+            assert!(check_secret_type(t).is_ok(), "{t:?}");
+        }
     }
 
     #[test]

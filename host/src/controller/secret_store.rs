@@ -161,7 +161,8 @@ fn selector_namespace(
     match (store.info.kind, named) {
         (StoreKind::SecretStore, Some(ns)) if ns != store.info.namespace => {
             Err(Error::InvalidStore(format!(
-                "{field}: a SecretStore may only read Secrets of its own namespace {:?}, not {ns:?}",
+                "{field}: a SecretStore may only read its own namespace {:?}, not {ns:?}; \
+                 remove {field}.namespace, or use a ClusterSecretStore",
                 store.info.namespace
             )))
         }
@@ -252,7 +253,12 @@ async fn ca_bundle<B>(
             namespace,
         } => {
             let ns = match store.info.kind {
-                StoreKind::SecretStore => store.info.namespace.clone(),
+                // A SecretStore naming another namespace is refused before anything is read,
+                // as ESO does since GHSA-wv26-88m5-6h59: reading its own namespace instead
+                // would quietly use a different CA than the one the user wrote.
+                StoreKind::SecretStore => {
+                    selector_namespace(store, "caProvider", namespace.as_deref())?
+                }
                 StoreKind::ClusterSecretStore => namespace.ok_or_else(|| {
                     Error::InvalidStore(
                         "caProvider.namespace is required in a ClusterSecretStore".into(),
@@ -400,10 +406,10 @@ fn key<S: StoreResource>(s: &S) -> String {
 
 fn error_policy<S: StoreResource, B: ModuleHost>(
     s: Arc<S>,
-    _: &Error,
+    e: &Error,
     ctx: Arc<Context<B>>,
 ) -> Action {
-    ctx.backoff(key(s.as_ref()))
+    ctx.backoff_after(key(s.as_ref()), e)
 }
 
 /// The store's re-validation interval: `spec.refreshInterval` (seconds or a duration), else

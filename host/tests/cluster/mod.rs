@@ -237,3 +237,43 @@ pub async fn event(
     )
     .await
 }
+
+/// Runs the controllers in-process for `namespace`, with each `(module, file name)` copied
+/// into a fresh providers directory; returns the runtime (to wait for a Provider to load)
+/// and the directory, which must live as long as the operator.
+pub fn run_operator(
+    client: &Client,
+    namespace: &str,
+    modules: &[(&str, &str)],
+) -> (airlock::runtime::Runtime, tempfile::TempDir) {
+    let providers = tempfile::tempdir().expect("temp dir");
+    for (module, file) in modules {
+        std::fs::copy(module, providers.path().join(file))
+            .unwrap_or_else(|e| panic!("copying {module} to the providers dir: {e}"));
+    }
+    let cache = std::env::temp_dir().join(format!("airlock-test-cache-{}", std::process::id()));
+    let runtime = kube_runtime(client, Some(cache));
+    let config = airlock::controller::Config {
+        providers_dir: providers.path().to_path_buf(),
+        namespace: Some(namespace.to_string()),
+        ..airlock::controller::Config::default()
+    };
+    tokio::spawn(airlock::controller::run(
+        client.clone(),
+        runtime.clone(),
+        config,
+    ));
+    (runtime, providers)
+}
+
+/// Applies the Provider `name` loading `file` from the providers dir, granted `hosts`.
+pub async fn apply_provider(client: &Client, name: &str, file: &str, hosts: &[&str]) {
+    let api: Api<airlock::crd::Provider> = Api::all(client.clone());
+    apply(
+        &api,
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": name},
+               "spec": {"module": {"path": file}, "allowedOutboundHosts": hosts}}),
+    )
+    .await;
+}

@@ -18,6 +18,7 @@
 
 pub mod binaries;
 pub mod fakes;
+pub mod fault_proxy;
 mod pki;
 pub mod process;
 pub mod tools;

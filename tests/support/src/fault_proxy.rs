@@ -233,7 +233,11 @@ async fn serve(mut client: TcpStream, backend: String, state: Arc<Mutex<State>>)
             // Dropping the socket closes it with the body three quarters short.
             return;
         }
-        Fault::Garbage => canned(200, &[], "<html><body>502 upstream gateway oops</body></html>\u{0}\u{ff}"),
+        Fault::Garbage => canned(
+            200,
+            &[],
+            "<html><body>502 upstream gateway oops</body></html>\u{0}\u{ff}",
+        ),
         Fault::TruncatedJson => canned(200, &[], "{\"variable_type\":\"env_var\",\"key\":\"DB_PA"),
     };
     let _ = client.write_all(&answer).await;

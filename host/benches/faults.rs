@@ -9,7 +9,8 @@
 //!
 //! Scenarios: the backend answers 500; hangs (accepts, never answers); closes mid-body;
 //! answers garbage (non-JSON, then truncated JSON); answers 429 with Retry-After; the
-//! kube-apiserver is SIGKILLed and restarted on the same port.
+//! kube-apiserver is SIGKILLed and restarted on the same port; etcd is paused (SIGSTOP) and
+//! resumed.
 //!
 //! `cargo bench -p airlock --bench faults` (N = 1000). `AIRLOCK_FAULTS_ES` changes N;
 //! under `cargo test --benches` (no `--bench` argument) N defaults to 40.
@@ -60,6 +61,7 @@ fn value(round: usize, i: usize) -> String {
 enum Scenario {
     Backend(&'static str, fn() -> Fault),
     ApiserverRestart,
+    EtcdPaused,
 }
 
 struct Row {
@@ -271,6 +273,7 @@ async fn main() {
             retry_after_secs: RETRY_AFTER_SECS,
         }),
         Scenario::ApiserverRestart,
+        Scenario::EtcdPaused,
     ];
     let mut rows = Vec::new();
     let only = std::env::var("AIRLOCK_FAULTS_ONLY").unwrap_or_default();
@@ -329,6 +332,13 @@ async fn main() {
                 .expect("restart");
                 ("kube-apiserver killed + restarted", 0)
             }
+            Scenario::EtcdPaused => {
+                let cp = ControlPlane::shared();
+                cp.pause_server("etcd", true).expect("SIGSTOP etcd");
+                tokio::time::sleep(HOLD * 2).await;
+                cp.pause_server("etcd", false).expect("SIGCONT etcd");
+                ("etcd paused (SIGSTOP) + resumed", 0)
+            }
         };
         let fault_end = Instant::now();
         let window = fault_end - fault_start;
@@ -386,8 +396,8 @@ async fn main() {
             r.name,
             r.lost,
             r.blanked,
-            if r.name.starts_with("kube-apiserver") {
-                "n/a (apiserver down)".to_string()
+            if r.name.starts_with("kube-apiserver") || r.name.starts_with("etcd") {
+                "n/a (API down)".to_string()
             } else {
                 r.said_why.to_string()
             },

@@ -291,6 +291,24 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Freezes (`SIGSTOP`, `pause == true`) or thaws (`SIGCONT`) the server `name`: its
+    /// sockets stay open but nothing answers, as with a stalled disk or a paused VM.
+    #[allow(unsafe_code)]
+    pub fn pause_server(&self, name: &str, pause: bool) -> Result<()> {
+        let processes = self.lock_processes();
+        let server = processes
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no server {name}"))?;
+        let pid = libc::pid_t::try_from(server.child.id())?;
+        let signal = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a plain kill(2) on our own child's pid.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("signalling {name}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Starts the server `name` again, after [`kill_server`](Self::kill_server), with the
     /// same binary, arguments and ports, and waits until every server is ready again.
     ///

@@ -64,6 +64,7 @@ bench:
 	cargo bench -p airlock --bench registry
 	cargo bench -p airlock --bench sync_storm
 	cargo bench -p airlock --bench operator_scale
+	cargo bench -p airlock --bench faults
 
 ## demo: local control plane, the chart's CRDs and Providers, the operator; prints the synced Secret.
 demo: setup

@@ -26,6 +26,17 @@ pub enum Fault {
     },
     /// Answer `status` with a short text body.
     Status(u16),
+    /// Read the request and never answer; the connection stays open until the client
+    /// gives up and closes it.
+    Hang,
+    /// Answer `200` with headers announcing a JSON body, send its first bytes and close the
+    /// connection mid-body.
+    CloseMidBody,
+    /// Answer `200 application/json` with a body that is not JSON at all.
+    Garbage,
+    /// Answer `200 application/json` with JSON cut off half-way (complete per its
+    /// `Content-Length`, but not parseable).
+    TruncatedJson,
 }
 
 /// A request the proxy received.
@@ -98,6 +109,15 @@ impl FaultProxy {
     /// Every request so far, oldest first.
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
+    }
+
+    /// How many requests arrived in `[from, to)`.
+    pub fn count_between(&self, from: Instant, to: Instant) -> usize {
+        self.lock()
+            .seen
+            .iter()
+            .filter(|s| s.at >= from && s.at < to)
+            .count()
     }
 
     /// The requests so far whose path and query contain `needle`.
@@ -194,6 +214,31 @@ async fn serve(mut client: TcpStream, backend: String, state: Arc<Mutex<State>>)
             "{\"message\":\"429 Too Many Requests\"}",
         ),
         Fault::Status(code) => canned(code, &[], "{\"message\":\"injected fault\"}"),
+        Fault::Hang => {
+            // Hold the connection until the client closes it; nothing is ever written.
+            let mut sink = [0u8; 256];
+            while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+            return;
+        }
+        Fault::CloseMidBody => {
+            let body = "{\"key\":\"x\",\"value\":\"the rest never comes";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                body.len() * 4
+            );
+            let _ = client.write_all(head.as_bytes()).await;
+            let _ = client.write_all(body.as_bytes()).await;
+            let _ = client.flush().await;
+            // Dropping the socket closes it with the body three quarters short.
+            return;
+        }
+        Fault::Garbage => canned(
+            200,
+            &[],
+            "<html><body>502 upstream gateway oops</body></html>\u{0}\u{ff}",
+        ),
+        Fault::TruncatedJson => canned(200, &[], "{\"variable_type\":\"env_var\",\"key\":\"DB_PA"),
     };
     let _ = client.write_all(&answer).await;
     let _ = client.shutdown().await;
@@ -215,6 +260,7 @@ fn canned(status: u16, headers: &[(&str, String)], body: &str) -> Vec<u8> {
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        200 => "OK",
         _ => "Fault",
     };
     let mut out = format!("HTTP/1.1 {status} {reason}\r\n");

@@ -72,6 +72,8 @@ struct Server {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    binary: PathBuf,
+    args: Vec<String>,
 }
 
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
@@ -251,7 +253,11 @@ impl ControlPlane {
 
     fn spawn_server(&self, name: &'static str, binary: &Path, args: &[String]) -> Result<()> {
         let log = self.dir.join(format!("{name}.log"));
-        let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(binary);
         command
             .args(args)
@@ -260,8 +266,68 @@ impl ControlPlane {
             .stdout(out.try_clone()?)
             .stderr(out);
         let child = spawn_supervised(command, DeathSignal::Kill)?;
-        self.lock_processes().push(Server { name, child, log });
+        self.lock_processes().push(Server {
+            name,
+            child,
+            log,
+            binary: binary.to_path_buf(),
+            args: args.to_vec(),
+        });
         Ok(())
+    }
+
+    /// SIGKILLs the server `name` (`etcd`, `kube-apiserver`, `kube-controller-manager`) and
+    /// waits for it to exit, so a test can see what its clients do while it is gone.
+    ///
+    /// Blocking.
+    pub fn kill_server(&self, name: &str) -> Result<()> {
+        let mut processes = self.lock_processes();
+        let server = processes
+            .iter_mut()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no server {name}"))?;
+        server.child.kill()?;
+        server.child.wait()?;
+        Ok(())
+    }
+
+    /// Freezes (`SIGSTOP`, `pause == true`) or thaws (`SIGCONT`) the server `name`: its
+    /// sockets stay open but nothing answers, as with a stalled disk or a paused VM.
+    #[allow(unsafe_code)]
+    pub fn pause_server(&self, name: &str, pause: bool) -> Result<()> {
+        let processes = self.lock_processes();
+        let server = processes
+            .iter()
+            .find(|s| s.name == name)
+            .with_context(|| format!("no server {name}"))?;
+        let pid = libc::pid_t::try_from(server.child.id())?;
+        let signal = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a plain kill(2) on our own child's pid.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("signalling {name}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Starts the server `name` again, after [`kill_server`](Self::kill_server), with the
+    /// same binary, arguments and ports, and waits until every server is ready again.
+    ///
+    /// Blocking; may be called from inside or outside a Tokio runtime.
+    pub fn restart_server(&self, name: &str) -> Result<()> {
+        let (name, binary, args) = {
+            let mut processes = self.lock_processes();
+            let index = processes
+                .iter()
+                .position(|s| s.name == name)
+                .with_context(|| format!("no server {name}"))?;
+            if processes[index].child.try_wait()?.is_none() {
+                bail!("{name} is still running");
+            }
+            let server = processes.remove(index);
+            (server.name, server.binary, server.args)
+        };
+        self.spawn_server(name, &binary, &args)?;
+        block_on(self.wait_ready())
     }
 
     fn lock_processes(&self) -> std::sync::MutexGuard<'_, Vec<Server>> {

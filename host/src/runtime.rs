@@ -354,7 +354,14 @@ impl Runtime {
         grants: Grants,
     ) -> Result<Arc<LoadedProvider>, RuntimeError> {
         self.check_share(name, &grants)?;
-        let (component, digest, origin) = self.inner.host.component(wasm)?;
+        // Compiling a component takes seconds (a minute for a large one in a debug build):
+        // on a blocking thread, so the controllers' tokio workers keep reconciling meanwhile.
+        let inner = self.inner.clone();
+        let bytes = wasm.to_vec();
+        let (component, digest, origin) =
+            tokio::task::spawn_blocking(move || inner.host.component(&bytes))
+                .await
+                .map_err(|e| RuntimeError::Compile(format!("the compile task failed: {e}")))??;
         let pre = self
             .inner
             .host

@@ -10,6 +10,7 @@ mod engine;
 mod grant;
 pub(crate) mod redact;
 mod sandbox;
+mod stall;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -96,6 +97,21 @@ pub enum RuntimeError {
         /// The timeout.
         timeout: Duration,
     },
+    /// The store's last call timed out and no call of it has answered since; while one
+    /// probe call finds out whether the backend is back, other calls are not queued.
+    #[error(
+        "provider {provider} got no answer from this store's backend within {timeout:?} \
+         ({ago_secs} s ago, and none since); its other calls are not queued behind it \
+         while one call retries"
+    )]
+    Stalled {
+        /// The provider.
+        provider: String,
+        /// The call timeout the stalled call ran into.
+        timeout: Duration,
+        /// Seconds since the store stalled.
+        ago_secs: u64,
+    },
     /// The guest tried to grow memory past its limit.
     #[error("provider {provider} exceeded its memory limit of {limit} bytes")]
     MemoryLimit {
@@ -166,7 +182,7 @@ impl RuntimeError {
             RuntimeError::ProviderNotFound(_) => "ProviderNotFound",
             RuntimeError::ConfigSchema { .. } => "InvalidProviderConfig",
             RuntimeError::CpuDeadline { .. } => "ProviderCPUDeadlineExceeded",
-            RuntimeError::Timeout { .. } => "ProviderTimeout",
+            RuntimeError::Timeout { .. } | RuntimeError::Stalled { .. } => "ProviderTimeout",
             RuntimeError::MemoryLimit { .. } => "ProviderMemoryLimitExceeded",
             RuntimeError::ResourceLimit { .. } => "ProviderResourceLimitExceeded",
             RuntimeError::TransferLimit { .. } => "ProviderTransferLimitExceeded",
@@ -251,6 +267,8 @@ struct StoreState {
     /// Calls of this store running at once: a share of the provider's instances, so one
     /// store's slow calls cannot hold them all.
     permits: Arc<Semaphore>,
+    /// Whether the backend stopped answering this store's calls.
+    stall: stall::Stall,
 }
 
 /// One store may run at most this fraction of its provider's concurrent instances
@@ -689,6 +707,7 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(store_instances(
                 provider.grants.limits.max_concurrent_instances,
             ))),
+            stall: stall::Stall::default(),
         });
         if stores.len() >= MAX_STORES {
             stores.clear();
@@ -734,11 +753,17 @@ impl Runtime {
         // provider's.
         let shutting_down = |_| RuntimeError::Engine("provider is shutting down".into());
         let _store_permit = state
-            .permits
-            .clone()
-            .acquire_owned()
+            .stall
+            .admit(&state.permits)
             .await
-            .map_err(shutting_down)?;
+            .map_err(|r| match r {
+                stall::Refused::Stalled { ago } => RuntimeError::Stalled {
+                    provider: provider.name.clone(),
+                    timeout: provider.grants.limits.call_timeout,
+                    ago_secs: ago.as_secs(),
+                },
+                stall::Refused::Closed => RuntimeError::Engine("provider is shutting down".into()),
+            })?;
         let _permit = provider
             .permits
             .clone()
@@ -789,6 +814,11 @@ impl Runtime {
         }
         crate::metrics::global()
             .sandbox_call(&call_usage(&provider, store, call, started, &outcome, data));
+        if outcome.is_err() {
+            state.stall.timed_out();
+        } else {
+            state.stall.answered();
+        }
         let answer = match outcome {
             Err(_) => {
                 return Err(RuntimeError::Timeout {

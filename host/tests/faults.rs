@@ -268,3 +268,207 @@ async fn deleting_a_namespace_of_external_secrets_completes_with_the_operator_st
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Ready condition status of each ExternalSecret, by name.
+async fn ready_states(api: &Api<ExternalSecret>) -> Option<Vec<(String, String, String)>> {
+    let list = api.list(&Default::default()).await.ok()?;
+    Some(
+        list.items
+            .iter()
+            .map(|es| {
+                let ready = es
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+                (
+                    es.name_any(),
+                    ready.map(|c| format!("{:?}", c.status)).unwrap_or_default(),
+                    ready.and_then(|c| c.message.clone()).unwrap_or_default(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A backend that accepts connections and never answers must not hold up the rest of the
+/// operator. With two Doppler stores, one black-holed behind the fault proxy: once the first
+/// of its calls runs into the Provider's `callTimeoutSeconds`, every ExternalSecret of that
+/// store says why at once (instead of a handful per timeout as they queue for the store's
+/// calls), the healthy store's ExternalSecrets keep syncing new values throughout, the
+/// stalled backend sees one probe call at a time, and no Secret is lost or blanked. When the
+/// backend answers again, everything converges.
+#[tokio::test]
+async fn a_hanging_backend_fails_its_store_fast_and_other_stores_keep_syncing() {
+    use airlock_testenv::fakes::doppler::FakeDoppler;
+    const STALLED: usize = 24;
+    const HEALTHY: usize = 4;
+    const TIMEOUT_SECS: u64 = 5;
+    const TOKEN: &str = "dp.st.prd.stall";
+
+    let doppler = FakeDoppler::start().await;
+    doppler.add_service_token(TOKEN, "backend", "prd");
+    doppler.set_secret("backend", "prd", "DB_PASSWORD", "v1");
+    let proxy = FaultProxy::start(doppler.url().trim_start_matches("http://"));
+
+    let cp = ControlPlane::shared();
+    let client = cp.client();
+    install_crds(&client).await;
+    let ns = cp.new_namespace("stall").await.expect("namespace");
+    let (runtime, _providers) = cluster::run_operator(
+        &client,
+        &ns,
+        &[(airlock_test_artifacts::DOPPLER, "doppler.wasm")],
+    );
+    apply(
+        &Api::<airlock::crd::Provider>::all(client.clone()),
+        json!({"apiVersion": "airlock.dev/v1alpha1", "kind": "Provider",
+               "metadata": {"name": "doppler"},
+               "spec": {"module": {"path": "doppler.wasm"},
+                        "allowedOutboundHosts": ["http://127.0.0.1:*"],
+                        "limits": {"callTimeoutSeconds": TIMEOUT_SECS}}}),
+    )
+    .await;
+    eventually_within(
+        Duration::from_secs(180),
+        "the doppler provider loaded with its call timeout",
+        || async {
+            runtime
+                .provider("doppler")
+                .filter(|p| p.grants.limits.call_timeout == Duration::from_secs(TIMEOUT_SECS))
+                .map(|_| ())
+        },
+    )
+    .await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    apply(
+        &secrets,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "doppler-token"},
+               "stringData": {"dopplerToken": TOKEN}}),
+    )
+    .await;
+    let stores: Api<SecretStore> = Api::namespaced(client.clone(), &ns);
+    for (store, endpoint) in [("stalled", proxy.url()), ("healthy", doppler.url())] {
+        apply(
+            &stores,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                   "metadata": {"name": store},
+                   "spec": {"provider": {"doppler": {
+                       "endpoint": endpoint, "project": "backend", "config": "prd",
+                       "auth": {"secretRef": {"dopplerToken": {
+                           "name": "doppler-token", "key": "dopplerToken"}}}}}}}),
+        )
+        .await;
+    }
+    let externals: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+    let names: Vec<(String, &str)> = (0..STALLED)
+        .map(|i| (format!("stalled-{i}"), "stalled"))
+        .chain((0..HEALTHY).map(|i| (format!("healthy-{i}"), "healthy")))
+        .collect();
+    for (name, store) in &names {
+        apply(
+            &externals,
+            json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                   "metadata": {"name": name},
+                   "spec": {"refreshInterval": "2s",
+                            "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                            "target": {"name": name},
+                            "data": [{"secretKey": "password",
+                                      "remoteRef": {"key": "DB_PASSWORD"}}]}}),
+        )
+        .await;
+    }
+    let all_hold = |value: &'static str, prefix: &'static str| {
+        let secrets = secrets.clone();
+        let names = names.clone();
+        async move {
+            for (name, _) in names.iter().filter(|(n, _)| n.starts_with(prefix)) {
+                if cluster::secret_text(&secrets, name).await?
+                    != cluster::string_map(&[("password", value)])
+                {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    eventually_within(Duration::from_secs(120), "every Secret synced", || {
+        all_hold("v1", "")
+    })
+    .await;
+
+    // The stalled store's backend black-holes; the value changes meanwhile.
+    proxy.set_fault(Fault::Hang);
+    doppler.set_secret("backend", "prd", "DB_PASSWORD", "v2");
+    let hang_start = Instant::now();
+    // Every ExternalSecret of the stalled store says why soon after the first timeout. (Queued
+    // behind the store's 4 concurrent calls, 24 would take 6 timeouts: 30 s.)
+    let said_why = eventually_within(
+        Duration::from_secs(90),
+        "every stalled ExternalSecret says why",
+        || async {
+            let states = ready_states(&externals).await?;
+            let failing = states
+                .iter()
+                .filter(|(n, s, _)| n.starts_with("stalled-") && s == "False")
+                .count();
+            (failing == STALLED).then(|| hang_start.elapsed())
+        },
+    )
+    .await;
+    // The healthy store kept syncing through the stall.
+    let healthy_synced = eventually_within(
+        Duration::from_secs(90),
+        "the healthy store's Secrets took the new value",
+        || async {
+            all_hold("v2", "healthy-")
+                .await
+                .map(|()| hang_start.elapsed())
+        },
+    )
+    .await;
+    let states = ready_states(&externals).await.expect("list");
+    for (name, status, message) in &states {
+        if name.starts_with("stalled-") {
+            assert_eq!(status, "False", "{name}: {message}");
+        }
+    }
+    let note = cluster::failure_event(&client, &ns, "stalled-0", "ProviderTimeout").await;
+    assert!(
+        note.contains(&format!("within {TIMEOUT_SECS}s")),
+        "the event names the timeout: {note}"
+    );
+    // Requests reaching the black hole over a window of three timeouts: one probe at a
+    // time, so about three, where queued calls would send the store's 4 per timeout.
+    let window_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(TIMEOUT_SECS * 3)).await;
+    let probes = proxy.count_between(window_start, Instant::now());
+    assert!(
+        probes <= 5,
+        "{probes} requests reached the hanging backend in {} s",
+        TIMEOUT_SECS * 3
+    );
+    all_hold("v1", "stalled-")
+        .await
+        .expect("no stalled Secret lost or blanked");
+
+    // The backend answers again: the stalled store converges.
+    proxy.set_fault(Fault::None);
+    let recovered = Instant::now();
+    eventually_within(
+        Duration::from_secs(120),
+        "the stalled store's Secrets converged",
+        || all_hold("v2", "stalled-"),
+    )
+    .await;
+    println!(
+        "hanging backend (callTimeoutSeconds {TIMEOUT_SECS}): all {STALLED} stalled \
+         ExternalSecrets said why after {:.1} s; the healthy store synced a new value after \
+         {:.1} s; {probes} requests reached the hang in {} s; converged {:.1} s after recovery",
+        said_why.as_secs_f64(),
+        healthy_synced.as_secs_f64(),
+        TIMEOUT_SECS * 3,
+        recovered.elapsed().as_secs_f64()
+    );
+}

@@ -155,6 +155,9 @@ pub fn grants(spec: &ProviderSpec) -> Result<Grants, RuntimeError> {
             .unwrap_or(defaults.max_response_bytes),
         max_concurrent_instances: u32::try_from(l.max_concurrent_instances)
             .unwrap_or(defaults.max_concurrent_instances),
+        call_timeout: u64::try_from(l.call_timeout_seconds)
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.call_timeout),
         ..defaults
     };
     let mut grants = Grants::parse(&spec.allowed_outbound_hosts, &spec.allowed_cidrs, limits)?;

@@ -16,6 +16,8 @@ pub const DEFAULT_CPU_MILLIS_PER_CALL: i64 = 2_000;
 pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 8 * 1024 * 1024;
 /// Default [`ProviderLimits::max_concurrent_instances`].
 pub const DEFAULT_MAX_CONCURRENT_INSTANCES: i32 = 16;
+/// Default wall-clock deadline of one call, in seconds.
+pub const DEFAULT_CALL_TIMEOUT_SECONDS: i64 = 30;
 
 /// An OCI reference with a tag, a digest or both:
 /// `registry[:port]/repository(:tag|@sha256:<64 hex>|:tag@sha256:<64 hex>)`.
@@ -221,7 +223,7 @@ pub struct ProviderLimits {
     /// CPU time one call into the provider may use, in milliseconds of guest execution
     /// (counted in 10 ms ticks; time spent waiting for the backend does not count). A guest
     /// over budget is stopped and the call fails with `ProviderCPUDeadlineExceeded`.
-    /// Default 2000 (2 s). Every call also has a 30 s wall-clock deadline.
+    /// Default 2000 (2 s). Every call also has a wall-clock deadline, `callTimeoutSeconds`.
     #[schemars(range(min = 1, max = 600_000))]
     #[serde(default = "default_cpu_millis_per_call")]
     pub cpu_millis_per_call: i64,
@@ -237,6 +239,18 @@ pub struct ProviderLimits {
     #[schemars(range(min = 1, max = 1024))]
     #[serde(default = "default_max_concurrent_instances")]
     pub max_concurrent_instances: i32,
+
+    /// Wall-clock deadline of one call into the provider, backend round trips included, in
+    /// seconds. Default 30. A call past it fails with `ProviderTimeout`; after one has, the
+    /// store's other calls fail at once with the same reason (not queued behind a backend
+    /// that does not answer) while a single call at a time finds out whether it is back.
+    #[schemars(range(min = 1, max = 600))]
+    #[serde(default = "default_call_timeout_seconds")]
+    pub call_timeout_seconds: i64,
+}
+
+fn default_call_timeout_seconds() -> i64 {
+    DEFAULT_CALL_TIMEOUT_SECONDS
 }
 
 fn default_memory_bytes() -> i64 {
@@ -262,6 +276,7 @@ impl Default for ProviderLimits {
             cpu_millis_per_call: DEFAULT_CPU_MILLIS_PER_CALL,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_concurrent_instances: DEFAULT_MAX_CONCURRENT_INSTANCES,
+            call_timeout_seconds: DEFAULT_CALL_TIMEOUT_SECONDS,
         }
     }
 }
@@ -468,7 +483,8 @@ mod tests {
                 memory_bytes: 64 << 20,
                 cpu_millis_per_call: 2_000,
                 max_response_bytes: 8 << 20,
-                max_concurrent_instances: 16
+                max_concurrent_instances: 16,
+                call_timeout_seconds: 30
             }
         );
         assert!(!spec.credentials.allow_operator_service_account_token);

@@ -13,7 +13,7 @@ endif
 # The SDK and every WebAssembly crate registered in the root Cargo.toml (evaluated when used).
 WASM_CRATES = -p airlock-provider-sdk -p airlock-tera-guest $(shell tests/scripts/wasm-crates.sh --args)
 
-.PHONY: test setup lint generate check-generated k8s unit wasm bench demo cluster
+.PHONY: test setup lint generate check-generated k8s unit wasm bench fuzz demo cluster
 
 ## test: everything CI checks — toolchain, lint, generated files, all tests.
 test: setup lint check-generated k8s
@@ -65,6 +65,18 @@ bench:
 	cargo bench -p airlock --bench sync_storm
 	cargo bench -p airlock --bench operator_scale
 	cargo bench -p airlock --bench faults
+
+## fuzz: the coverage-guided targets of host/src/fuzz.rs (cargo-fuzz on nightly), FUZZ_SECS
+## seconds each on host/fuzz/corpus/<target>. `make test` runs the same targets for a few
+## seconds each on stable (host/tests/fuzz.rs).
+FUZZ_SECS ?= 300
+FUZZ_TARGETS := manifest grant template host_imports
+fuzz:
+	rustup toolchain install nightly --profile minimal >/dev/null
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd host && for t in $(FUZZ_TARGETS); do \
+		cargo +nightly fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECS) -timeout=10 \
+			|| exit 1; done
 
 ## demo: local control plane, the chart's CRDs and Providers, the operator; prints the synced Secret.
 demo: setup

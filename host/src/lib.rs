@@ -5,6 +5,8 @@ pub mod backend;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod kube_client;
 pub mod kube_credentials;
 pub mod logging;

@@ -38,7 +38,7 @@ pub const MAX_WORK_BYTES: usize = 32 << 20;
 /// The longest text a redacted message keeps (see [`Redactor::redact_string`]).
 pub const MAX_TEXT: usize = 8 << 10;
 
-const MARK: &[u8] = b"[redacted]";
+pub(crate) const MARK: &[u8] = b"[redacted]";
 /// What a text becomes once a call has touched more than the redactor looks for.
 pub const WITHHELD: &str =
     "[withheld: this call touched more secrets or text than the host redacts]";

@@ -10,11 +10,16 @@
 //! Scenarios: the backend answers 500; hangs (accepts, never answers); closes mid-body;
 //! answers garbage (non-JSON, then truncated JSON); answers 429 with Retry-After; the
 //! kube-apiserver is SIGKILLed and restarted on the same port; etcd is paused (SIGSTOP) and
-//! resumed.
+//! resumed; every operator replica is SIGKILLed mid-storm and started again; the leader alone
+//! is SIGKILLed and the standby takes over within the lease.
+//!
+//! The operator is the real `airlock run` binary, two replicas with leader election, kept
+//! running as a kubelet would (a replica that exits is started again). Besides lost and
+//! blanked Secrets, each scenario counts the writes every Secret got: exactly one (the new
+//! value), so a restart or a takeover rewrites nothing and two leaders never both write.
 //!
 //! `cargo bench -p airlock --bench faults` (N = 1000). `AIRLOCK_FAULTS_ES` changes N;
 //! under `cargo test --benches` (no `--bench` argument) N defaults to 40.
-//! The operator runs in this process against the real kube-apiserver and etcd.
 
 #[path = "../tests/cluster/mod.rs"]
 mod cluster;
@@ -28,6 +33,7 @@ use airlock_testenv::ControlPlane;
 use airlock_testenv::fakes::gitlab::{FakeGitLab, Variable};
 use airlock_testenv::fault_proxy::{Fault, FaultProxy};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -62,6 +68,158 @@ enum Scenario {
     Backend(&'static str, fn() -> Fault),
     ApiserverRestart,
     EtcdPaused,
+    OperatorKilled,
+    LeaderKilled,
+}
+
+/// The operator's leader-election lease: `airlock run`'s defaults.
+const LEASE: &str = "airlock-controller";
+const LEASE_SECS: u64 = 15;
+const RETRY_SECS: u64 = 2;
+
+/// A replica's identity and pid.
+type Running = (String, u32);
+
+/// `airlock run` replicas with leader election, each restarted when it exits (SIGKILLed, or
+/// it gave up a lease it could not renew) one second later, as a kubelet restarts a
+/// container; each start has a new identity, as a new Pod would.
+struct Replicas {
+    /// The running process of each replica slot.
+    running: Arc<Mutex<Vec<Option<Running>>>>,
+    /// While set, exited replicas stay down.
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    starts: Arc<std::sync::atomic::AtomicUsize>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Replicas {
+    fn start(count: usize, ns: &str, kubeconfig: std::path::PathBuf) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let providers = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(
+            airlock_test_artifacts::GITLAB,
+            providers.path().join("gitlab.wasm"),
+        )
+        .expect("copy gitlab.wasm");
+        // Shared, so the component is compiled once, not at every start.
+        let cache = tempfile::tempdir().expect("temp dir");
+        let running = Arc::new(Mutex::new(vec![None; count]));
+        let hold = Arc::new(AtomicBool::new(false));
+        let starts = Arc::new(AtomicUsize::new(0));
+        for slot in 0..count {
+            let (running, hold, starts) = (running.clone(), hold.clone(), starts.clone());
+            let (ns, kubeconfig) = (ns.to_string(), kubeconfig.clone());
+            let (providers, cache) = (providers.path().to_owned(), cache.path().to_owned());
+            tokio::spawn(async move {
+                loop {
+                    if !hold.load(Ordering::SeqCst) {
+                        let n = starts.fetch_add(1, Ordering::SeqCst);
+                        let identity = format!("replica-{slot}-start-{n}");
+                        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+                            .args(["run", "--metrics-addr", "0", "--enable-leader-election"])
+                            .args(["--namespace", &ns, "--leader-election-namespace", &ns])
+                            .arg("--providers-dir")
+                            .arg(&providers)
+                            .arg("--cache-dir")
+                            .arg(&cache)
+                            .env("KUBECONFIG", &kubeconfig)
+                            .env("POD_NAME", &identity)
+                            .env("AIRLOCK_LOG", "error")
+                            .kill_on_drop(true)
+                            .spawn()
+                            .expect("airlock run starts");
+                        let pid = child.id().expect("a running child has a pid");
+                        running.lock().unwrap()[slot] = Some((identity, pid));
+                        let _ = child.wait().await;
+                        running.lock().unwrap()[slot] = None;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+        Replicas {
+            running,
+            hold,
+            starts,
+            _dirs: (providers, cache),
+        }
+    }
+
+    fn kill(&self, identity: Option<&str>) {
+        for (name, pid) in self.running.lock().unwrap().iter().flatten() {
+            if identity.is_none_or(|i| i == name) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+
+    fn hold(&self, hold: bool) {
+        self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn starts(&self) -> usize {
+        self.starts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The identity holding the lease, if it can be read.
+async fn leader(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt(LEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+/// The resource versions each target Secret took after it started: a watch that lists again
+/// after an API outage, so a write is one new version whatever the outage.
+struct Writes {
+    versions: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn count_writes(secrets: Api<Secret>) -> Writes {
+    let before: BTreeMap<String, String> = secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .iter()
+        .map(|s| (s.name_any(), s.resource_version().unwrap_or_default()))
+        .collect();
+    let versions = Arc::new(Mutex::new(BTreeMap::<String, BTreeSet<String>>::new()));
+    let v = versions.clone();
+    let task = tokio::spawn(async move {
+        use kube::runtime::{WatchStreamExt, watcher};
+        let stream = watcher(secrets, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = event {
+                let (name, version) = (s.name_any(), s.resource_version().unwrap_or_default());
+                if name.starts_with("fault-") && before.get(&name) != Some(&version) {
+                    v.lock().unwrap().entry(name).or_default().insert(version);
+                }
+            }
+        }
+    });
+    Writes { versions, task }
+}
+
+impl Writes {
+    /// `(fewest, most)` writes of a target Secret.
+    fn range(&self, total: usize) -> (usize, usize) {
+        let versions = self.versions.lock().unwrap();
+        let counts: Vec<usize> = (0..total)
+            .map(|i| versions.get(&format!("fault-{i}")).map_or(0, BTreeSet::len))
+            .collect();
+        (
+            counts.iter().copied().min().unwrap_or(0),
+            counts.iter().copied().max().unwrap_or(0),
+        )
+    }
 }
 
 struct Row {
@@ -74,6 +232,8 @@ struct Row {
     window: Duration,
     requests: usize,
     bound: usize,
+    writes: (usize, usize),
+    note: String,
 }
 
 /// Lists the managed Secrets every 300 ms and records each target that is missing or whose
@@ -210,16 +370,9 @@ async fn main() {
     let client = cp.client();
     cluster::install_crds(&client).await;
     let ns = cp.new_namespace("faults").await.expect("namespace");
-    let (runtime, _providers) = cluster::run_operator(
-        &client,
-        &ns,
-        &[(airlock_test_artifacts::GITLAB, "gitlab.wasm")],
-    );
+    let replicas = Replicas::start(2, &ns, cp.kubeconfig_path());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     cluster::apply_provider(&client, "gitlab", "gitlab.wasm", &["http://127.0.0.1:*"]).await;
-    cluster::eventually("the gitlab provider loaded", || async {
-        runtime.provider("gitlab").map(|_| ())
-    })
-    .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     cluster::apply(
         &secrets,
@@ -274,6 +427,8 @@ async fn main() {
         }),
         Scenario::ApiserverRestart,
         Scenario::EtcdPaused,
+        Scenario::OperatorKilled,
+        Scenario::LeaderKilled,
     ];
     let mut rows = Vec::new();
     let only = std::env::var("AIRLOCK_FAULTS_ONLY").unwrap_or_default();
@@ -286,8 +441,10 @@ async fn main() {
         // Each scenario starts from N synced Secrets holding round `round`'s values.
         synced(&secrets, &ess, total, round).await;
         let w = watch(secrets.clone(), total, round);
+        let writes = count_writes(secrets.clone()).await;
         set_round(round + 1);
         let fault_start = Instant::now();
+        let mut note = String::new();
         let (name, said_why) = match scenario {
             Scenario::Backend(name, fault) => {
                 proxy.set_fault(fault());
@@ -338,6 +495,41 @@ async fn main() {
                 cp.pause_server("etcd", false).expect("SIGCONT etcd");
                 ("etcd paused (SIGSTOP) + resumed", 0)
             }
+            Scenario::OperatorKilled => {
+                // Mid-storm: the refresh is writing the new values when every replica dies.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                replicas.hold(true);
+                replicas.kill(None);
+                tokio::time::sleep(HOLD).await;
+                replicas.hold(false);
+                ("every operator replica SIGKILLed + restarted", 0)
+            }
+            Scenario::LeaderKilled => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let old = leader(&leases).await.expect("a replica leads");
+                let starts = replicas.starts();
+                replicas.kill(Some(&old));
+                let killed = Instant::now();
+                let new = cluster::eventually_within(LIMIT, "another replica leads", || async {
+                    leader(&leases).await.filter(|l| *l != old)
+                })
+                .await;
+                let takeover = killed.elapsed();
+                note = format!(
+                    "takeover by {} in {:.1} s (lease {LEASE_SECS} s)",
+                    if replicas.starts() > starts && new.ends_with(&format!("start-{starts}")) {
+                        "the restarted replica"
+                    } else {
+                        "the standby"
+                    },
+                    takeover.as_secs_f64()
+                );
+                assert!(
+                    takeover <= Duration::from_secs(LEASE_SECS + 2 * RETRY_SECS),
+                    "the lease changed hands {takeover:?} after the leader died"
+                );
+                ("leader SIGKILLed, another replica takes over", 0)
+            }
         };
         let fault_end = Instant::now();
         let window = fault_end - fault_start;
@@ -349,8 +541,10 @@ async fn main() {
         // One more pass of the watcher after convergence.
         tokio::time::sleep(Duration::from_millis(700)).await;
         w.task.abort();
+        writes.task.abort();
         let lost = w.lost.lock().unwrap().len();
         let blanked = w.blanked.lock().unwrap().len();
+        let writes = writes.range(total);
         let row = Row {
             name,
             lost,
@@ -361,12 +555,22 @@ async fn main() {
             window,
             requests,
             bound,
+            writes,
+            note: note.clone(),
         };
         println!(
             "{name}: {lost} lost, {blanked} blanked, {said_why}/{total} said why, converged in \
-             {:.1} s, {requests} backend requests in {:.1} s of fault (bound {bound})",
+             {:.1} s, {requests} backend requests in {:.1} s of fault (bound {bound}), \
+             {}–{} writes per Secret {note}",
             converge.as_secs_f64(),
-            window.as_secs_f64()
+            window.as_secs_f64(),
+            writes.0,
+            writes.1
+        );
+        assert_eq!(
+            writes,
+            (1, 1),
+            "{name}: every Secret written exactly once (its new value)"
         );
         assert_eq!(lost, 0, "{name}: Secrets lost");
         assert_eq!(blanked, 0, "{name}: Secrets blanked");
@@ -386,17 +590,19 @@ async fn main() {
     );
     println!();
     println!(
-        "| scenario | ES | lost | blanked | Ready=False, SecretSyncedError at window end | converged | time to converge | backend requests during fault (window, bound) |"
+        "| scenario | ES | lost | blanked | Ready=False, SecretSyncedError at window end | converged | time to converge | backend requests during fault (window, bound) | writes per Secret | |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {total} | {} | {} | {} | {} | {:.1} s | {} ({:.1} s, ≤ {}) |",
+            "| {} | {total} | {} | {} | {} | {} | {:.1} s | {} ({:.1} s, ≤ {}) | {} | {} |",
             r.name,
             r.lost,
             r.blanked,
             if r.name.starts_with("kube-apiserver") || r.name.starts_with("etcd") {
                 "n/a (API down)".to_string()
+            } else if r.name.contains("SIGKILL") {
+                "n/a (backend up)".to_string()
             } else {
                 r.said_why.to_string()
             },
@@ -404,7 +610,13 @@ async fn main() {
             r.converge.as_secs_f64(),
             r.requests,
             r.window.as_secs_f64(),
-            r.bound
+            r.bound,
+            if r.writes.0 == r.writes.1 {
+                r.writes.0.to_string()
+            } else {
+                format!("{}–{}", r.writes.0, r.writes.1)
+            },
+            r.note
         );
     }
 }

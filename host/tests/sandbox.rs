@@ -683,6 +683,51 @@ async fn a_panicking_guest_fails_its_call_only() {
     still_serves(&rt).await;
 }
 
+/// Issue 21: 64 calls at once over four stores, every other one panicking. A panic ends only
+/// its own call, and the guest's static call counter reads 1 in each of the others: no two
+/// calls share an instance, so a guest's data race cannot cross calls either.
+#[tokio::test]
+async fn sixty_four_concurrent_calls_with_panics_among_them_end_only_the_panicking_ones() {
+    let rt = common::runtime();
+    let limits = Limits {
+        max_concurrent_instances: 64,
+        ..Limits::default()
+    };
+    hostile(&rt, Grants::parse(&[], &[], limits).unwrap()).await;
+    let stores: Vec<StoreContext> = (0..4)
+        .map(|i| store("hostile", &format!("store-{i}"), json!({})))
+        .collect();
+    let calls: Vec<_> = (0..64)
+        .map(|i| {
+            let (rt, s) = (rt.clone(), stores[i % 4].clone());
+            tokio::spawn(async move {
+                let key = if i % 2 == 0 { "panic" } else { "counter" };
+                (i, get(&rt, &s, key).await)
+            })
+        })
+        .collect();
+    let (mut crashed, mut answered) = (0, 0);
+    for call in calls {
+        match call.await.expect("the call's task") {
+            (i, Err(e)) if i % 2 == 0 => {
+                assert_eq!(e.reason(), "ProviderCrashed", "{e}");
+                crashed += 1;
+            }
+            (i, Ok(value)) if i % 2 == 1 => {
+                assert_eq!(
+                    value.as_deref(),
+                    Some("1"),
+                    "call {i} saw another call's state"
+                );
+                answered += 1;
+            }
+            (i, other) => panic!("call {i}: {other:?}"),
+        }
+    }
+    assert_eq!((crashed, answered), (32, 32));
+    still_serves(&rt).await;
+}
+
 #[tokio::test]
 async fn a_log_flood_is_capped_and_the_call_completes() {
     let rt = common::runtime();

@@ -122,7 +122,9 @@ impl Report {
                 "SKIP"
             }
         };
-        println!("{word}  {check:<16} {}", message.as_ref());
+        // One line per check, whatever the provider's messages hold.
+        let message = message.as_ref().replace(['\r', '\n'], " ");
+        println!("{word}  {check:<16} {message}");
     }
 
     fn verdict(&mut self, check: &str, result: Result<String, String>) {
@@ -200,7 +202,32 @@ fn load_failure(report: &mut Report, e: &RuntimeError) {
         report.line(Verdict::Pass, check, "ok");
     }
     report.line(Verdict::Fail, failed, format!("{text} ({})", e.reason()));
+    let rest = LOAD_CHECKS
+        .iter()
+        .skip_while(|c| **c != failed)
+        .skip(1)
+        .chain(CALL_CHECKS);
+    for check in rest {
+        report.line(Verdict::Skip, check, "the component did not load");
+    }
 }
+
+/// The checks of loading, in order.
+const LOAD_CHECKS: &[&str] = &["compile", "imports", "exports", "metadata", "config-schema"];
+/// The checks that call the loaded component.
+const CALL_CHECKS: &[&str] = &[
+    "validate-bad",
+    "validate",
+    "get-present",
+    "get-absent",
+    "get-secret-map",
+    "find",
+    "batch",
+    "capabilities",
+    "errors",
+    "memory-limit",
+    "cpu-limit",
+];
 
 /// Checks what the component says about itself.
 fn metadata_problems(provider: &LoadedProvider) -> Result<String, String> {
@@ -980,6 +1007,14 @@ impl Suite {
                 "answered {} within a {TIGHT_CPU:?} CPU budget",
                 e.reason()
             )),
+            Ok(Err(BackendError::Runtime(RuntimeError::Trap { .. }))) => {
+                report.line(
+                    Verdict::Skip,
+                    "cpu-limit",
+                    "the call crashed before the budget mattered (see the checks above)",
+                );
+                return;
+            }
             Ok(Err(e)) => Err(format!(
                 "under a {TIGHT_CPU:?} CPU budget the error must name the budget, got: {}",
                 describe(&e)

@@ -1,5 +1,6 @@
 //! The `airlock` command line.
 
+pub mod conformance;
 mod provider;
 mod render;
 mod run;

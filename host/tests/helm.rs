@@ -281,7 +281,8 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "gcpsm".into(),
             "gitlab".into(),
             "onepassword".into(),
-            "vault".into()
+            "vault".into(),
+            "webhook".into()
         ])
     );
     let spec = |name: &str| {
@@ -352,7 +353,8 @@ fn bundled_providers_can_be_disabled_regranted_and_extended_from_oci() {
             "gcpsm".into(),
             "gitlab".into(),
             "onepassword".into(),
-            "vault".into()
+            "vault".into(),
+            "webhook".into()
         ])
     );
     let vault = providers
@@ -611,7 +613,7 @@ async fn the_rendered_deployment_and_rbac_pass_server_side_dry_run() {
         "--set",
         "providers.doppler.enabled=false,providers.gitlab.enabled=false",
         "--set",
-        "providers.onepassword.enabled=false,providers.azurekv.enabled=false,providers.akeyless.enabled=false,providers.gcpsm.enabled=false",
+        "providers.onepassword.enabled=false,providers.azurekv.enabled=false,providers.akeyless.enabled=false,providers.gcpsm.enabled=false,providers.webhook.enabled=false",
     ]);
     let docs = documents(&yaml);
     assert!(of_kind(&docs, "Provider").is_empty());

@@ -32,6 +32,10 @@ pub enum ProviderCommand {
     Pull(PullArgs),
     /// Sign a component in a registry with a cosign-compatible ECDSA P-256 key pair.
     Sign(SignArgs),
+    /// Run the conformance suite on a component: loading, imports, exports, metadata,
+    /// schema, validate, get / absence / map / find / batched get, errors, capabilities
+    /// and limits; one PASS/FAIL/SKIP line per check, non-zero exit on any failure.
+    Test(super::conformance::TestArgs),
 }
 
 /// How to reach a registry.
@@ -160,6 +164,7 @@ pub async fn run(cmd: ProviderCommand) -> Result<()> {
         ProviderCommand::Push(args) => push(args).await,
         ProviderCommand::Pull(args) => pull(args).await,
         ProviderCommand::Sign(args) => sign(args).await,
+        ProviderCommand::Test(args) => super::conformance::run(args).await,
     }
 }
 

@@ -278,7 +278,8 @@ impl CredentialSource for StaticCredentials {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyRef {
     name: String,
-    key: String,
+    /// `None`: any key of the object (a webhook `secrets[].secretRef`, a whole Secret).
+    key: Option<String>,
     namespace: Option<String>,
     config_map: bool,
 }
@@ -357,9 +358,28 @@ impl CredentialPolicy {
                 if let (Some(name), Some(key)) = (text("name"), text("key")) {
                     self.keys.push(KeyRef {
                         name,
-                        key,
+                        key: Some(key),
                         namespace: text("namespace"),
                         config_map: text("type").as_deref() == Some("ConfigMap"),
+                    });
+                }
+                // ESO's webhook `secrets: [{name, secretRef: {name}}]`: templates read
+                // `.<name>.<key>` for every key of that Secret, so the guest may ask for any
+                // of its keys (the provider asks only for those its templates name).
+                if field == Some("secrets")
+                    && map.get("name").is_some_and(|v| v.is_string())
+                    && let Some(serde_json::Value::Object(secret)) = map.get("secretRef")
+                    && let Some(name) = secret.get("name").and_then(|v| v.as_str())
+                    && !secret.contains_key("key")
+                {
+                    self.keys.push(KeyRef {
+                        name: name.to_string(),
+                        key: None,
+                        namespace: secret
+                            .get("namespace")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string),
+                        config_map: false,
                     });
                 }
                 if let Some(serde_json::Value::Object(account)) = map.get("serviceAccountRef")
@@ -460,7 +480,7 @@ impl CredentialPolicy {
         let ns = self.namespace(namespace)?;
         let named = self.keys.iter().any(|k| {
             k.name == name
-                && k.key == key
+                && k.key.as_deref().is_none_or(|k| k == key)
                 && k.config_map == config_map
                 && self.namespace(k.namespace.as_deref()).ok().as_deref() == Some(ns.as_str())
         });
@@ -692,6 +712,38 @@ mod tests {
             err.to_string().contains("only read its own namespace"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_webhook_secrets_entry_grants_every_key_of_its_secret_and_nothing_else() {
+        let config = json!({"url": "http://x/{{ .auth.token }}",
+            "secrets": [{"name": "auth", "secretRef": {"name": "webhook-credentials"}}]});
+        let policy = CredentialPolicy::from_config(&config, &store(StoreKind::SecretStore), false);
+        assert!(
+            policy
+                .check_key("webhook-credentials", "token", None, false)
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check_key("webhook-credentials", "other", None, false)
+                .is_ok()
+        );
+        assert!(
+            policy
+                .check_key("webhook-credentials", "token", None, true)
+                .is_err()
+        );
+        assert!(policy.check_key("another", "token", None, false).is_err());
+        assert!(
+            policy
+                .check_key("webhook-credentials", "token", Some("kube-system"), false)
+                .is_err()
+        );
+        // A `secretRef` elsewhere still names one key only.
+        let config = json!({"auth": {"secretRef": {"name": "s"}}});
+        let policy = CredentialPolicy::from_config(&config, &store(StoreKind::SecretStore), false);
+        assert!(policy.check_key("s", "token", None, false).is_err());
     }
 
     #[test]

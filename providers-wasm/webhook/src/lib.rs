@@ -102,6 +102,9 @@ fn read_secrets(config: &Config) -> Result<Data, Error> {
     Ok(data)
 }
 
+/// A response body and the `result.jsonPath` to apply to it.
+type Fetched = (Vec<u8>, Option<String>);
+
 impl WebhookClient {
     /// Template data for `reference`: raw for headers, body and jsonPath, query-escaped
     /// `remoteRef` values for the URL.
@@ -128,8 +131,9 @@ impl WebhookClient {
         data
     }
 
-    /// Sends the request for `reference`; `None` on 404.
-    fn fetch(&self, reference: &RemoteRef) -> Result<Option<(Vec<u8>, Option<String>)>, Error> {
+    /// Sends the request for `reference`: the body and the `result.jsonPath` to apply to it,
+    /// or `None` on 404.
+    fn fetch(&self, reference: &RemoteRef) -> Result<Option<Fetched>, Error> {
         let raw = self.data(reference, false);
         let render = |what: &str, t: &template::Template, data: &Data| {
             t.render(data)

@@ -11,7 +11,9 @@
 //! answers garbage (non-JSON, then truncated JSON); answers 429 with Retry-After; the
 //! kube-apiserver is SIGKILLed and restarted on the same port; etcd is paused (SIGSTOP) and
 //! resumed; every operator replica is SIGKILLed mid-storm and started again; the leader alone
-//! is SIGKILLed and the standby takes over within the lease.
+//! is SIGKILLed and the standby takes over within the lease; the Provider's module is
+//! swapped to one that panics on every call, then to one that does not load (the module
+//! loaded before keeps serving).
 //!
 //! The operator is the real `airlock run` binary, two replicas with leader election, kept
 //! running as a kubelet would (a replica that exits is started again). Besides lost and
@@ -28,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airlock::crd::{ConditionStatus, ExternalSecret, SecretStore};
+use airlock::crd::{ConditionStatus, ExternalSecret, Provider, SecretStore};
 use airlock_testenv::ControlPlane;
 use airlock_testenv::fakes::gitlab::{FakeGitLab, Variable};
 use airlock_testenv::fault_proxy::{Fault, FaultProxy};
@@ -70,6 +72,32 @@ enum Scenario {
     EtcdPaused,
     OperatorKilled,
     LeaderKilled,
+    /// The gitlab Provider's module replaced by one that loads and traps on every call.
+    ModulePanics,
+    /// The gitlab Provider's module replaced by one that does not load (no provider export).
+    ModuleDoesNotLoad,
+}
+
+/// The modules the swap scenarios put in the providers directory.
+const SWAPS: [(&str, &str); 2] = [
+    (airlock_test_artifacts::BROKEN_PANIC, "panics.wasm"),
+    (airlock_test_artifacts::BROKEN_EXPORT, "no-export.wasm"),
+];
+const GRANT: &[&str] = &["http://127.0.0.1:*"];
+
+/// The gitlab Provider's `Ready` condition, `(status, reason, message)`.
+async fn provider_ready(api: &Api<Provider>) -> Option<(ConditionStatus, String, String)> {
+    let p = api.get_opt("gitlab").await.ok()??;
+    let c = p
+        .status?
+        .conditions?
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((
+        c.status,
+        c.reason.unwrap_or_default(),
+        c.message.unwrap_or_default(),
+    ))
 }
 
 /// The operator's leader-election lease: `airlock run`'s defaults.
@@ -101,6 +129,9 @@ impl Replicas {
             providers.path().join("gitlab.wasm"),
         )
         .expect("copy gitlab.wasm");
+        for (module, file) in SWAPS {
+            std::fs::copy(module, providers.path().join(file)).expect("copy a swap module");
+        }
         // Shared, so the component is compiled once, not at every start.
         let cache = tempfile::tempdir().expect("temp dir");
         let running = Arc::new(Mutex::new(vec![None; count]));
@@ -372,7 +403,8 @@ async fn main() {
     let ns = cp.new_namespace("faults").await.expect("namespace");
     let replicas = Replicas::start(2, &ns, cp.kubeconfig_path());
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    cluster::apply_provider(&client, "gitlab", "gitlab.wasm", &["http://127.0.0.1:*"]).await;
+    let providers: Api<Provider> = Api::all(client.clone());
+    cluster::apply_provider(&client, "gitlab", "gitlab.wasm", GRANT).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     cluster::apply(
         &secrets,
@@ -429,6 +461,8 @@ async fn main() {
         Scenario::EtcdPaused,
         Scenario::OperatorKilled,
         Scenario::LeaderKilled,
+        Scenario::ModulePanics,
+        Scenario::ModuleDoesNotLoad,
     ];
     let mut rows = Vec::new();
     let only = std::env::var("AIRLOCK_FAULTS_ONLY").unwrap_or_default();
@@ -503,6 +537,45 @@ async fn main() {
                 tokio::time::sleep(HOLD).await;
                 replicas.hold(false);
                 ("every operator replica SIGKILLed + restarted", 0)
+            }
+            Scenario::ModulePanics => {
+                cluster::apply_provider(&client, "gitlab", "panics.wasm", GRANT).await;
+                cluster::eventually_within(LIMIT, "the ExternalSecrets say why", || async {
+                    let (_, failing) = conditions(&ess).await?;
+                    (failing == total).then_some(())
+                })
+                .await;
+                tokio::time::sleep(HOLD).await;
+                let (_, failing) = conditions(&ess).await.unwrap_or_default();
+                cluster::apply_provider(&client, "gitlab", "gitlab.wasm", GRANT).await;
+                (
+                    "Provider swapped to a module that panics on every call",
+                    failing,
+                )
+            }
+            Scenario::ModuleDoesNotLoad => {
+                cluster::apply_provider(&client, "gitlab", "no-export.wasm", GRANT).await;
+                let (reason, message) = cluster::eventually_within(
+                    LIMIT,
+                    "the Provider says the new module does not load",
+                    || async {
+                        match provider_ready(&providers).await? {
+                            (ConditionStatus::False, reason, message)
+                                if message.contains("keeps serving") =>
+                            {
+                                Some((reason, message))
+                            }
+                            _ => None,
+                        }
+                    },
+                )
+                .await;
+                // The module loaded before keeps serving: the new values arrive meanwhile.
+                synced(&secrets, &ess, total, round + 1).await;
+                note = format!("Provider Ready=False {reason}, the old module kept serving");
+                assert!(!message.is_empty());
+                cluster::apply_provider(&client, "gitlab", "gitlab.wasm", GRANT).await;
+                ("Provider swapped to a module that does not load", 0)
             }
             Scenario::LeaderKilled => {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -603,6 +676,8 @@ async fn main() {
                 "n/a (API down)".to_string()
             } else if r.name.contains("SIGKILL") {
                 "n/a (backend up)".to_string()
+            } else if r.name.contains("does not load") {
+                "n/a (old module serves)".to_string()
             } else {
                 r.said_why.to_string()
             },

@@ -381,7 +381,7 @@ mod tests {
             },
             "allowedOutboundHosts": ["https://*.amazonaws.com", "https://secretsmanager.*.amazonaws.com", "http://127.0.0.1:*", "*://*:*", "https://[::1]:8443"],
             "allowedCidrs": ["10.0.0.0/8", "127.0.0.1", "fd00::/8", "169.254.169.254/32"],
-            "limits": {"memoryBytes": 268435456, "cpuMillisPerCall": 5000, "maxResponseBytes": 1048576, "maxConcurrentInstances": 4},
+            "limits": {"memoryBytes": 268435456, "cpuMillisPerCall": 5000, "maxResponseBytes": 1048576, "maxConcurrentInstances": 4, "callTimeoutSeconds": 45},
             "credentials": {"allowOperatorServiceAccountToken": true},
             "signature": {"publicKey": "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"},
         });

@@ -75,7 +75,8 @@ fuzz:
 	rustup toolchain install nightly --profile minimal >/dev/null
 	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	cd host && for t in $(FUZZ_TARGETS); do \
-		cargo +nightly fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECS) -timeout=10 \
+		mkdir -p $(CARGO_TARGET_DIR)/fuzz-corpus/$$t && \
+		cargo +nightly fuzz run $$t $(CARGO_TARGET_DIR)/fuzz-corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECS) -timeout=10 \
 			|| exit 1; done
 
 ## demo: local control plane, the chart's CRDs and Providers, the operator; prints the synced Secret.
